@@ -1,0 +1,97 @@
+import * as pty from 'node-pty';
+import { labEnv } from './exec';
+import type { Logger } from './log';
+
+export interface ExitInfo {
+  code: number;
+  signal: number;
+}
+
+/**
+ * A program of the scenario (server, client, proxy, or the user's own) running in a
+ * pseudo-terminal, so that it behaves as in a terminal (line-buffered output) and the editor
+ * can show it in a real terminal and let the user type into it.
+ */
+export class LabProcess {
+  private outputText = '';
+  private readonly exitListeners: ((e: ExitInfo) => void)[] = [];
+  private readonly dataListeners: ((d: string) => void)[] = [];
+  exitInfo: ExitInfo | undefined;
+  readonly exited: Promise<ExitInfo>;
+
+  constructor(
+    readonly name: string,
+    readonly argv: readonly string[],
+    private readonly term: pty.IPty,
+    private readonly maxOutput = 256 * 1024,
+  ) {
+    term.onData((d) => {
+      this.outputText += d;
+      if (this.outputText.length > this.maxOutput) this.outputText = this.outputText.slice(-this.maxOutput / 2);
+      for (const l of this.dataListeners) l(d);
+    });
+    this.exited = new Promise((resolve) => {
+      term.onExit((e) => {
+        this.exitInfo = { code: e.exitCode, signal: e.signal ?? 0 };
+        resolve(this.exitInfo);
+        for (const l of this.exitListeners) l(this.exitInfo);
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.term.pid;
+  }
+
+  /** The last 128 KiB or more of what the program printed. */
+  get output(): string {
+    return this.outputText;
+  }
+
+  onData(listener: (d: string) => void): void {
+    this.dataListeners.push(listener);
+  }
+
+  onExit(listener: (e: ExitInfo) => void): void {
+    this.exitListeners.push(listener);
+  }
+
+  write(data: string): void {
+    if (!this.exitInfo) this.term.write(data);
+  }
+
+  resize(cols: number, rows: number): void {
+    if (!this.exitInfo) this.term.resize(cols, rows);
+  }
+
+  /**
+   * Signal the whole process group: nsenter forks to enter the PID namespace and does not
+   * forward signals, so the program itself is nsenter's child, in the same group.
+   */
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (this.exitInfo) return;
+    try {
+      process.kill(-this.term.pid, signal);
+    } catch {
+      try { this.term.kill(signal); } catch { /* already gone */ }
+    }
+  }
+
+  async dispose(): Promise<void> {
+    if (this.exitInfo) return;
+    this.kill('SIGKILL');
+    await Promise.race([this.exited, new Promise((r) => setTimeout(r, 2000))]);
+  }
+}
+
+export function spawnInPty(name: string, argv: readonly string[], log: Logger, env: NodeJS.ProcessEnv = process.env): LabProcess {
+  log.command(argv, name);
+  const term = pty.spawn(argv[0]!, argv.slice(1), {
+    name: 'xterm-256color',
+    cols: 120,
+    rows: 30,
+    cwd: '/',
+    env: { ...labEnv(env), PYTHONUNBUFFERED: '1' } as Record<string, string>,
+  });
+  return new LabProcess(name, argv, term);
+}

@@ -1,0 +1,172 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { userInfo } from 'node:os';
+import { LabError } from './errors';
+import { hostExec, labEnv, type Exec } from './exec';
+import type { Logger } from './log';
+
+export type SandboxMode = 'root' | 'rootless';
+
+export interface SandboxOptions {
+  log: Logger;
+  /** 'auto' (the default): root when running as uid 0, rootless otherwise. */
+  mode?: 'auto' | SandboxMode;
+  /** Shown in logs, to tell parallel sessions apart. */
+  label?: string;
+}
+
+/**
+ * A private network for one lab session: new network, PID and mount namespaces (and a user
+ * namespace when not root) whose PID 1 is `cat` reading a pipe this process holds.
+ *
+ * Nothing outlives the lab, by construction: when this process exits, however it exits
+ * (kill -9 included), the pipe closes, `cat` reads EOF and exits, and the kernel kills every
+ * process left in a PID namespace whose init died (pid_namespaces(7)), daemons included. The
+ * network namespace, with its rules, routes and sysctls, is freed with its last process.
+ * Everything the lab runs inside enters through nsenter(1).
+ */
+export class Sandbox {
+  private closed = false;
+  readonly exec: Exec;
+
+  private constructor(
+    readonly mode: SandboxMode,
+    /** Host PID of the namespace's init (`cat`). */
+    readonly pid: number,
+    /** Whether sub-ids are mapped (`--map-auto`): tcpdump can then drop privileges inside. */
+    readonly mappedSubIds: boolean,
+    private readonly holder: ChildProcessByStdio<Writable, Readable, Readable>,
+    private readonly log: Logger,
+    readonly label: string,
+  ) {
+    const run = hostExec(log, label);
+    this.exec = (argv, options) => run(this.enter(argv), options);
+  }
+
+  static async create(options: SandboxOptions): Promise<Sandbox> {
+    const { log } = options;
+    const mode = resolveMode(options.mode ?? 'auto');
+    const mapAuto = mode === 'rootless' && canMapSubIds();
+    const argv = [
+      'unshare',
+      ...(mode === 'rootless' ? ['--user', '--map-root-user', ...(mapAuto ? ['--map-auto'] : [])] : []),
+      '--net', '--pid', '--fork', '--kill-child', '--mount-proc', '--mount',
+      'cat',
+    ];
+    const label = options.label ?? 'lab';
+    log.command(argv, label);
+    const holder = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: labEnv() });
+    let stderr = '';
+    holder.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    // `cat` echoes the line back once it runs inside the new namespaces: that is the signal
+    // that unshare has finished setting them up.
+    const ready = new Promise<void>((resolve, reject) => {
+      holder.once('error', (e: NodeJS.ErrnoException) =>
+        reject(e.code === 'ENOENT'
+          ? new LabError('unshare is not installed', { hint: 'install it: apt-get install util-linux' })
+          : e));
+      holder.once('exit', (code) => reject(unshareFailure(code, stderr, mode)));
+      holder.stdout.once('data', () => resolve());
+    });
+    holder.stdin.on('error', () => { /* the exit handler reports why */ });
+    holder.stdin.write('ready\n');
+    await ready;
+    holder.removeAllListeners('exit');
+    holder.stdout.resume();
+    const pid = initPid(holder.pid!);
+    const sandbox = new Sandbox(mode, pid, mapAuto, holder, log, label);
+    try {
+      await sandbox.exec(['ip', 'link', 'set', 'lo', 'up']);
+    } catch (e) {
+      await sandbox.dispose();
+      throw e;
+    }
+    return sandbox;
+  }
+
+  /** The argv that runs `argv` inside this sandbox, as uid 0 of its user namespace. */
+  enter(argv: readonly string[]): string[] {
+    if (this.closed) throw new LabError('the lab session is closed');
+    return [
+      'nsenter', '--target', String(this.pid),
+      ...(this.mode === 'rootless' ? ['--user', '--preserve-credentials'] : []),
+      '--net', '--pid', '--mount',
+      '--', ...argv,
+    ];
+  }
+
+  get alive(): boolean {
+    return !this.closed && this.holder.exitCode === null && this.holder.signalCode === null;
+  }
+
+  /** Close the pipe: init exits and takes every process, socket and rule with it. */
+  async dispose(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const exited = new Promise<void>((resolve) => {
+      if (this.holder.exitCode !== null || this.holder.signalCode !== null) return resolve();
+      this.holder.once('exit', () => resolve());
+    });
+    this.holder.stdin.end();
+    const timer = setTimeout(() => {
+      this.log.warn(`[${this.label}] namespace init did not exit on EOF; killing it`);
+      try { process.kill(this.pid, 'SIGKILL'); } catch { /* gone already */ }
+    }, 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+function resolveMode(mode: 'auto' | SandboxMode): SandboxMode {
+  if (mode !== 'auto') {
+    if (mode === 'root' && uid() !== 0) {
+      throw new LabError('root mode needs uid 0', { field: 'mode', value: mode, hint: 'run as root, or use the rootless mode (the default)' });
+    }
+    return mode;
+  }
+  return uid() === 0 ? 'root' : 'rootless';
+}
+
+/** newuidmap is installed and /etc/subuid gives this user a range: `--map-auto` can work. */
+function canMapSubIds(): boolean {
+  if (!existsSync('/usr/bin/newuidmap') || !existsSync('/usr/bin/newgidmap')) return false;
+  const name = userInfo().username;
+  const has = (file: string) => {
+    try {
+      return readFileSync(file, 'utf8').split('\n').some((l) => {
+        const who = l.split(':')[0];
+        return who === name || who === String(uid());
+      });
+    } catch {
+      return false;
+    }
+  };
+  return has('/etc/subuid') && has('/etc/subgid');
+}
+
+/** unshare --fork leaves exactly one child: the namespace's init. */
+function initPid(unsharePid: number): number {
+  const children = readFileSync(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8').trim().split(/\s+/);
+  const pid = Number(children[0]);
+  if (!Number.isInteger(pid) || pid <= 0) throw new LabError(`cannot find the namespace's init under unshare (pid ${unsharePid})`);
+  return pid;
+}
+
+function unshareFailure(code: number | null, stderr: string, mode: SandboxMode): LabError {
+  const text = stderr.trim();
+  if (mode === 'rootless' && /Operation not permitted|Permission denied|No space left/.test(text)) {
+    return new LabError(`cannot create a user namespace: ${text}`, {
+      hint:
+        'unprivileged user namespaces are disabled on this host ' +
+        '(kernel.unprivileged_userns_clone=0, user.max_user_namespaces=0, or AppArmor\'s ' +
+        'kernel.apparmor_restrict_unprivileged_userns=1). Run the lab as root (sudo), or allow them: ' +
+        'sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0',
+    });
+  }
+  return new LabError(`unshare failed (exit ${code}): ${text || 'no message'}`);
+}
+
+function uid(): number {
+  return process.getuid?.() ?? -1;
+}
