@@ -1,0 +1,346 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { AppEventServer, type AppEvent } from './appEvents';
+import { monotonic, sleep } from './clock';
+import { DisposableStore } from './disposable';
+import { errnoNumber } from './errno';
+import { LabError } from './errors';
+import type { Logger } from './log';
+import { spawnInPty, type LabProcess } from './processes';
+import { describe as describeRule, parseRule, RuleSet, type AppliedRule, type Backend } from './rules';
+import { pythonSample } from './samples';
+import { Sandbox, type SandboxMode } from './sandbox';
+import { PORT } from './scenarios/common';
+import type { Action, Band, DefaultFigure, Fix, ProcSpec, Scenario, Section } from './scenarios/types';
+import { readTimers, setSysctl } from './sysctl';
+import { makeRunDir } from './tempDirs';
+import { LINUX_DEFAULTS, type KernelTimers } from './timers';
+import { DELIVERY_GRACE, evaluate, matches, type CheckResult, type Evaluation } from './verdict';
+
+export interface RunOptions {
+  log: Logger;
+  mode?: 'auto' | SandboxMode;
+  firewall?: Backend;
+  /** The Python that runs the samples (default: python3 from PATH). */
+  python?: string;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  onEvent?: (e: AppEvent) => void;
+  /** Each program as it starts: the editor shows it in a terminal. */
+  onProcess?: (p: LabProcess) => void;
+}
+
+export interface Progress {
+  id: string;
+  elapsed: number;
+  /** What the run waits for, as a person says it. */
+  waitingFor: string | null;
+  /** The band of the awaited check, in seconds after its reference, when known. */
+  band: Band | null;
+}
+
+export interface ErrnoValue {
+  name: string;
+  number: number;
+}
+
+export interface ScenarioResult {
+  id: string;
+  title: string;
+  section: Section;
+  verdict: 'pass' | 'fail';
+  expected: { outcome: string; errno: ErrnoValue | null; seconds: Band | null; says: string };
+  measured: { outcome: string | null; errno: ErrnoValue | null; seconds: number | null; says: string | null };
+  checks: CheckResult[];
+  applied: { id: string; command: string; packets: number | null; bytes: number | null }[];
+  sysctls: Record<string, string>;
+  /** The kernel's default timers and what the scenario would take with them. */
+  defaults: DefaultFigure;
+  /** Wall time of the whole run, set-up and teardown included. */
+  wallSeconds: number;
+  mode: SandboxMode | null;
+  explanation: string;
+  fixes: readonly Fix[];
+  /** Why the lab itself could not run the scenario (not a kernel outcome). */
+  error?: string;
+  events: AppEvent[];
+  output: Record<string, string>;
+}
+
+/** Runs one scenario in a namespace of its own and judges what the kernel did. */
+export async function runScenario(scenario: Scenario, options: RunOptions): Promise<ScenarioResult> {
+  const started = monotonic();
+  const run = new ScenarioRun(scenario, options);
+  try {
+    return await run.execute(started);
+  } finally {
+    await run.dispose();
+  }
+}
+
+class ScenarioRun {
+  private readonly store = new DisposableStore();
+  private readonly events: AppEvent[] = [];
+  private readonly procs = new Map<string, LabProcess>();
+  private readonly exited = new Set<string>();
+  private lastExit = 0;
+  private readonly outputs: Record<string, string> = {};
+  private readonly applied = new Map<string, AppliedRule>();
+  private readonly sysctlsSet: Record<string, string> = {};
+  private readonly timers: Set<NodeJS.Timeout> = new Set();
+  private sandbox: Sandbox | undefined;
+  private rules: RuleSet | undefined;
+  private socketPath = '';
+  private defaults: KernelTimers | undefined;
+  private inForce: KernelTimers | undefined;
+  private wake: (() => void) | undefined;
+  private actionError: unknown;
+  private readonly log: Logger;
+
+  constructor(private readonly scenario: Scenario, private readonly options: RunOptions) {
+    this.log = options.log;
+  }
+
+  async execute(started: number): Promise<ScenarioResult> {
+    const s = this.scenario;
+    let evaluation: Evaluation | undefined;
+    let error: string | undefined;
+    try {
+      await this.setUp();
+      evaluation = await this.watch(started);
+    } catch (e) {
+      error = e instanceof LabError ? e.describe() : e instanceof Error ? e.message : String(e);
+      this.log.error(`[${s.id}] ${error}`);
+    }
+    const counters = await this.readCounters();
+    return this.result(started, evaluation, error, counters);
+  }
+
+  private async setUp(): Promise<void> {
+    const s = this.scenario;
+    const sandbox = (this.sandbox = await Sandbox.create({ log: this.log, mode: this.options.mode, label: s.id }));
+    this.store.add(sandbox);
+    this.defaults = await readTimers(sandbox.exec);
+    for (const [name, value] of Object.entries(s.sysctls ?? {})) {
+      await setSysctl(sandbox.exec, name, value);
+      this.sysctlsSet[name] = Array.isArray(value) ? value.join(' ') : String(value);
+    }
+    this.inForce = s.sysctls ? await readTimers(sandbox.exec) : this.defaults;
+    this.rules = new RuleSet(sandbox.exec, this.options.firewall ?? 'iptables', this.log);
+    this.store.add({ dispose: async () => { await this.rules?.removeAll(); } });
+
+    const dir = makeRunDir();
+    this.store.add({ dispose: () => rmSync(dir, { recursive: true, force: true }) });
+    this.socketPath = join(dir, 'events.sock');
+    this.store.add(await AppEventServer.listen(this.socketPath, (e) => this.record(e), this.log));
+
+    this.mark('begin', {});
+    let begun = false;
+    for (const spec of s.procs) {
+      if (spec.start === 'later') continue;
+      if (spec.program === 'client' && !begun) {
+        await this.runBeginTriggers();
+        begun = true;
+      }
+      await this.start(spec);
+    }
+    if (!begun) await this.runBeginTriggers();
+  }
+
+  private async runBeginTriggers(): Promise<void> {
+    for (const t of this.scenario.triggers ?? []) if (t.on === 'begin') await this.perform(t.do);
+  }
+
+  /** Starts a program and, for a server or proxy, waits until it listens. */
+  private async start(spec: ProcSpec): Promise<void> {
+    const sandbox = this.sandbox!;
+    const argv = sandbox.enter([this.options.python ?? 'python3', pythonSample(spec.program), ...spec.args, '--name', spec.name, '--events', this.socketPath]);
+    const listensBefore = this.events.filter((e) => e.proc === spec.name && e.type === 'listening').length;
+    const proc = spawnInPty(spec.name, argv, this.log);
+    this.procs.set(spec.name, proc);
+    this.exited.delete(spec.name);
+    this.store.add(proc);
+    this.options.onProcess?.(proc);
+    proc.onExit(() => {
+      this.outputs[spec.name] = (this.outputs[spec.name] ?? '') + proc.output;
+      if (this.procs.get(spec.name) === proc) this.exited.add(spec.name);
+      this.lastExit = monotonic();
+      this.wake?.();
+    });
+    if (spec.program === 'client') return;
+    const deadline = monotonic() + 5;
+    while (this.events.filter((e) => e.proc === spec.name && e.type === 'listening').length === listensBefore) {
+      if (proc.exitInfo || monotonic() > deadline) {
+        throw new LabError(`${spec.name} did not start listening${proc.exitInfo ? ` (exit ${proc.exitInfo.code})` : ' within 5 s'}: ${proc.output.trim().slice(-400)}`);
+      }
+      await sleep(10);
+    }
+  }
+
+  private record(e: AppEvent): void {
+    this.events.push(e);
+    this.options.onEvent?.(e);
+    this.fireTriggers(e);
+    this.wake?.();
+  }
+
+  /**
+   * A marker of something the lab did, on the same clock as the programs' events. Its time is
+   * taken before the action starts: an effect (the EOF of a killed peer) can reach a program,
+   * on the other core, before the action's own call has returned here.
+   */
+  private mark(type: string, fields: Record<string, unknown>, t = monotonic()): void {
+    this.record({ t, proc: 'lab', type, ...fields });
+  }
+
+  private fireTriggers(e: AppEvent): void {
+    for (const trigger of this.scenario.triggers ?? []) {
+      if (trigger.on === 'begin' || !matches(e, trigger.on)) continue;
+      const m = trigger.on;
+      const count = this.events.filter((x) => matches(x, m)).length;
+      if (count !== (m.nth ?? 1)) continue;
+      const go = () => {
+        this.perform(trigger.do).catch((err) => {
+          this.actionError = err;
+          this.wake?.();
+        });
+      };
+      if (trigger.delay) {
+        const timer = setTimeout(() => { this.timers.delete(timer); go(); }, trigger.delay * 1000);
+        this.timers.add(timer);
+      } else go();
+    }
+  }
+
+  private async perform(actions: readonly Action[]): Promise<void> {
+    for (const a of actions) {
+      const t = monotonic();
+      if ('apply' in a) {
+        const rule = parseRule({ ...a.apply, port: a.apply.port ?? PORT });
+        const applied = await this.rules!.apply(rule);
+        this.applied.set(rule.id, applied);
+        this.mark('fault', { rule: rule.id, command: describeRule(rule), took: monotonic() - t }, t);
+      } else if ('remove' in a) {
+        const applied = this.applied.get(a.remove);
+        if (!applied) throw new LabError(`no applied rule ${a.remove} to remove`, { field: 'remove', value: a.remove });
+        await this.rules!.remove(applied);
+        this.mark('removed', { rule: a.remove }, t);
+      } else if ('kill' in a) {
+        const proc = this.procs.get(a.kill);
+        if (!proc) throw new LabError(`no process ${a.kill} to kill`, { field: 'kill', value: a.kill });
+        proc.kill(a.signal ?? 'SIGKILL');
+        this.mark('killed', { target: a.kill, signal: a.signal ?? 'SIGKILL' }, t);
+      } else if ('start' in a) {
+        const spec = this.scenario.procs.find((p) => p.name === a.start);
+        if (!spec) throw new LabError(`no process ${a.start} to start`, { field: 'start', value: a.start });
+        await this.start(spec);
+        this.mark('started', { target: a.start }, t);
+      } else {
+        for (const [name, value] of Object.entries(a.sysctl)) {
+          await setSysctl(this.sandbox!.exec, name, value);
+          this.sysctlsSet[name] = Array.isArray(value) ? value.join(' ') : String(value);
+          this.mark('sysctl', { name, value }, t);
+        }
+      }
+    }
+  }
+
+  /** Waits until the checks are settled, the deadline passes, or the run is cancelled. */
+  private async watch(started: number): Promise<Evaluation> {
+    const s = this.scenario;
+    const timers = this.inForce!;
+    const deadline = started + (typeof s.deadline === 'function' ? s.deadline(timers) : s.deadline);
+    const clients = s.procs.filter((p) => p.program === 'client').map((p) => p.name);
+    let lastProgress = 0;
+    for (;;) {
+      if (this.actionError) throw this.actionError;
+      const now = monotonic();
+      const cancelled = this.options.signal?.aborted ?? false;
+      // Once every client has exited (and its last events had time to arrive), nothing more will come.
+      const clientsGone = clients.every((n) => this.exited.has(n)) && now - this.lastExit > DELIVERY_GRACE;
+      const finished = now >= deadline || cancelled || clientsGone;
+      const ev = evaluate(s.expect, this.events, timers, { start: started, now, finished, exited: this.exited });
+      if (ev.done || finished) {
+        if (cancelled) throw new LabError('cancelled');
+        return ev;
+      }
+      if (this.options.onProgress && now - lastProgress >= 0.25) {
+        lastProgress = now;
+        const waiting = ev.checks.find((c) => c.status === 'pending');
+        this.options.onProgress({ id: s.id, elapsed: now - started, waitingFor: waiting?.says ?? null, band: waiting?.band ?? null });
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 50);
+        this.wake = () => { clearTimeout(timer); resolve(); };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  private async readCounters(): Promise<Map<string, { packets: number; bytes: number }>> {
+    if (!this.rules || this.applied.size === 0 || !this.sandbox?.alive) return new Map();
+    try {
+      return await this.rules.counters();
+    } catch (e) {
+      this.log.warn(`[${this.scenario.id}] could not read rule counters: ${e instanceof Error ? e.message : e}`);
+      return new Map();
+    }
+  }
+
+  private result(started: number, ev: Evaluation | undefined, error: string | undefined, counters: Map<string, { packets: number; bytes: number }>): ScenarioResult {
+    const s = this.scenario;
+    const checks = ev?.checks ?? [];
+    const primaryIndex = Math.max(0, s.expect.findIndex((c) => c.primary));
+    const check = s.expect[primaryIndex]!;
+    const got = checks[primaryIndex];
+    const expectedErrno = check.kind === 'quiet' ? undefined : check.match.errno;
+    const errnoOf = (name: unknown): ErrnoValue | null =>
+      typeof name === 'string' ? { name, number: errnoNumber(name) ?? -1 } : null;
+    const band = got?.band ?? (check.kind === 'quiet' ? [check.for, Infinity] as const : null);
+    // Output of programs still running, after that of earlier runs of the same role; a copy,
+    // since the exit handlers keep appending during teardown.
+    const output: Record<string, string> = { ...this.outputs };
+    for (const p of this.procs.values()) if (!p.exitInfo) output[p.name] = (output[p.name] ?? '') + p.output;
+    return {
+      id: s.id,
+      title: s.title,
+      section: s.section,
+      verdict: ev?.verdict === 'pass' && !error ? 'pass' : 'fail',
+      expected: {
+        outcome: check.kind === 'quiet' ? 'quiet' : check.match.type,
+        errno: errnoOf(expectedErrno),
+        seconds: band,
+        says: got?.says ?? check.says ?? '',
+      },
+      measured: {
+        outcome: check.kind === 'quiet' ? (got?.status === 'pass' ? 'quiet' : got?.event?.type ?? null) : got?.event?.type ?? null,
+        errno: errnoOf(got?.event?.name),
+        seconds: got?.seconds ?? null,
+        says: got?.observed ?? null,
+      },
+      checks,
+      applied: [...this.applied.values()].map((a) => ({
+        id: a.id,
+        command: describeRule(a.rule, a.backend),
+        packets: counters.get(a.id)?.packets ?? null,
+        bytes: counters.get(a.id)?.bytes ?? null,
+      })),
+      sysctls: this.sysctlsSet,
+      defaults: s.defaults(this.defaults ?? LINUX_DEFAULTS),
+      wallSeconds: monotonic() - started,
+      mode: this.sandbox?.mode ?? null,
+      explanation: s.explanation,
+      fixes: s.fixes,
+      ...(error ? { error } : {}),
+      events: [...this.events].sort((a, b) => a.t - b.t),
+      output,
+    };
+  }
+
+  async dispose(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    const errors = await this.store.dispose();
+    for (const e of errors) this.log.warn(`[${this.scenario.id}] cleanup: ${e instanceof Error ? e.message : e}`);
+  }
+}

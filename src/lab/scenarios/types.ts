@@ -1,0 +1,118 @@
+import type { FaultRule } from '../rules';
+import type { SysctlValue } from '../sysctl';
+import type { KernelTimers } from '../timers';
+
+export type Section = 'connect' | 'established' | 'middlebox' | 'proxy' | 'pitfalls' | 'detection';
+
+export const SECTION_TITLES: Record<Section, string> = {
+  connect: 'A. Connect phase',
+  established: 'B. Established phase',
+  middlebox: 'C. Middleboxes',
+  proxy: 'D. Timeouts at a proxy',
+  pitfalls: 'E. Pitfalls',
+  detection: 'F. Detecting a dead connection',
+};
+
+/** The sample programs in samples/python/. */
+export type Program = 'server' | 'client' | 'proxy';
+
+export interface ProcSpec {
+  /** Role name: events from this process carry it as `proc`. */
+  name: string;
+  program: Program;
+  args: readonly string[];
+  /** 'begin' (default): started in order at the start; 'later': only by a `start` action. */
+  start?: 'begin' | 'later';
+}
+
+/** An app event, or a marker the runner writes (`lab` process: `fault`, `killed`, `started`). */
+export interface Match {
+  proc: string;
+  type: string;
+  errno?: string;
+  op?: string;
+  /** Every listed name must be in the event's `revents` (poll events). */
+  revents?: readonly string[];
+  /** 1-based occurrence (default 1): counted from the start in a trigger, from the reference event in a check. */
+  nth?: number;
+}
+
+export type RuleSpec = Omit<FaultRule, 'port'> & { port?: number };
+
+export type Action =
+  | { apply: RuleSpec }
+  | { remove: string }
+  | { kill: string; signal?: 'SIGKILL' | 'SIGTERM' }
+  | { start: string }
+  | { sysctl: Readonly<Record<string, SysctlValue>> };
+
+export interface Trigger {
+  /** 'begin': after the servers listen, before the clients start. */
+  on: Match | 'begin';
+  /** Seconds to wait after the event. */
+  delay?: number;
+  do: readonly Action[];
+}
+
+export type Band = readonly [number, number];
+
+/** Something that must happen, in order after the previous check. */
+export interface EventCheck {
+  kind?: 'event';
+  match: Match;
+  /** Seconds after `from` within which it must happen. */
+  within?: Band | ((timers: KernelTimers) => Band);
+  /** The time origin: a matched event (first occurrence), or the previous check (default). */
+  from?: Match;
+  /** This check's errno and time are the scenario's headline figure. */
+  primary?: boolean;
+  /** How a person says it: "EOF at once". */
+  says?: string;
+}
+
+/** Something that must NOT happen for a while: the connection that never notices. */
+export interface QuietCheck {
+  kind: 'quiet';
+  proc: string;
+  types: readonly string[];
+  /** Seconds of quiet required after `from`. */
+  for: number;
+  from: Match;
+  primary?: boolean;
+  says?: string;
+}
+
+export type Check = EventCheck | QuietCheck;
+
+export interface Fix {
+  /** `setsockopt(TCP_USER_TIMEOUT, 10000)`, `sysctl net.ipv4.tcp_retries2=8`, or prose. */
+  setting: string;
+  why: string;
+}
+
+/** What the same scenario costs with the kernel's default timers. */
+export interface DefaultFigure {
+  /** Seconds; Infinity for "forever". */
+  seconds: number;
+  how: string;
+}
+
+export interface Scenario {
+  id: string;
+  title: string;
+  section: Section;
+  /** One line: the set-up and the fault. */
+  summary: string;
+  /** Short timers in force inside the namespace. */
+  sysctls?: Readonly<Record<string, SysctlValue>>;
+  procs: readonly ProcSpec[];
+  triggers?: readonly Trigger[];
+  expect: readonly Check[];
+  /** Give up after this many seconds from the start (the verdict is then fail). */
+  deadline: number | ((timers: KernelTimers) => number);
+  explanation: string;
+  defaults: (defaults: KernelTimers) => DefaultFigure;
+  fixes: readonly Fix[];
+  /** Programs the scenario needs beyond the basics (e.g. `nginx`). */
+  requires?: readonly string[];
+}

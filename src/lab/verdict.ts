@@ -1,0 +1,164 @@
+import type { AppEvent } from './appEvents';
+import { errnoNumber, formatErrno } from './errno';
+import type { Band, Check, Match } from './scenarios/types';
+import type { KernelTimers } from './timers';
+
+/** Seconds allowed for an event to travel from a sample to the lab before a band is judged missed. */
+export const DELIVERY_GRACE = 0.3;
+
+export type CheckStatus = 'pass' | 'fail' | 'pending' | 'not-reached';
+
+export interface CheckResult {
+  says: string;
+  status: CheckStatus;
+  /** The band, in seconds after the reference event. */
+  band: Band | null;
+  /** Seconds from the reference to what happened (or to the quiet window's end). */
+  seconds: number | null;
+  /** What was expected: `client error ETIMEDOUT (110)`. */
+  expected: string;
+  /** What happened instead, or what matched. */
+  observed: string | null;
+  event: AppEvent | null;
+  reason?: string;
+}
+
+export function matches(e: AppEvent, m: Match): boolean {
+  if (e.proc !== m.proc || e.type !== m.type) return false;
+  if (m.errno !== undefined && e.name !== m.errno) return false;
+  if (m.op !== undefined && e.op !== m.op) return false;
+  if (m.revents) {
+    const got = Array.isArray(e.revents) ? e.revents : [];
+    if (!m.revents.every((r) => got.includes(r))) return false;
+  }
+  return true;
+}
+
+export function describeMatch(m: Match): string {
+  const parts = [m.proc, m.type];
+  if (m.op) parts.push(`in ${m.op}()`);
+  if (m.errno) parts.push(formatErrno(m.errno));
+  if (m.revents) parts.push(m.revents.join('|'));
+  if (m.nth && m.nth > 1) parts.push(`(#${m.nth})`);
+  return parts.join(' ');
+}
+
+export function describeEvent(e: AppEvent): string {
+  const parts = [e.proc, e.type];
+  if (typeof e.op === 'string') parts.push(`in ${e.op}()`);
+  if (typeof e.name === 'string') parts.push(`${e.name} (${e.errno ?? errnoNumber(e.name) ?? '?'})`);
+  if (Array.isArray(e.revents)) parts.push(e.revents.join('|'));
+  return parts.join(' ');
+}
+
+/** Events that end a program's story: once one of them comes, a different outcome will not. */
+const TERMINAL = new Set(['error', 'eof', 'timeout', 'dead', 'exit']);
+
+/** The nth event matching `m` at or after `from`. */
+function findMatch(events: readonly AppEvent[], m: Match, from: number): AppEvent | undefined {
+  let seen = 0;
+  for (const e of events) {
+    if (e.t < from || !matches(e, m)) continue;
+    if (++seen >= (m.nth ?? 1)) return e;
+  }
+  return undefined;
+}
+
+export interface Evaluation {
+  done: boolean;
+  verdict: 'pass' | 'fail' | 'pending';
+  checks: CheckResult[];
+}
+
+/**
+ * Judges the checks against the events so far, in order; each check's clock starts at its
+ * `from` event or, by default, at the previous check's event.
+ *
+ * @param now the lab's monotonic time (a band whose end has passed fails even before the end)
+ * @param finished no more events will come (deadline, or every program exited)
+ * @param exited the programs that have exited: a check on one of them cannot be met later
+ */
+export function evaluate(
+  checks: readonly Check[],
+  events: readonly AppEvent[],
+  timers: KernelTimers,
+  options: { start: number; now: number; finished: boolean; exited?: ReadonlySet<string> },
+): Evaluation {
+  const sorted = [...events].sort((a, b) => a.t - b.t);
+  const results: CheckResult[] = [];
+  let previous = options.start;
+  let failed = false;
+  let pending = false;
+  for (const check of checks) {
+    const base = {
+      says: check.says ?? (check.kind === 'quiet' ? `no ${check.types.join('/')} from ${check.proc} for ${check.for} s` : describeMatch(check.match)),
+      expected: check.kind === 'quiet' ? `${check.proc} quiet for ${check.for} s` : describeMatch(check.match),
+    };
+    if (failed || pending) {
+      results.push({ ...base, status: 'not-reached', band: null, seconds: null, observed: null, event: null });
+      continue;
+    }
+    let from = previous;
+    if (check.from) {
+      const ref = findMatch(sorted, check.from, options.start);
+      if (!ref) {
+        const status = options.finished ? 'fail' : 'pending';
+        results.push({ ...base, status, band: null, seconds: null, observed: null, event: null, reason: `${describeMatch(check.from)} never happened` });
+        if (status === 'fail') failed = true;
+        else pending = true;
+        continue;
+      }
+      from = ref.t;
+    }
+
+    if (check.kind === 'quiet') {
+      const end = from + check.for;
+      const noise = sorted.find((e) => e.t >= from && e.t <= end && e.proc === check.proc && check.types.includes(e.type));
+      if (noise) {
+        results.push({ ...base, status: 'fail', band: [check.for, Infinity], seconds: noise.t - from, observed: describeEvent(noise), event: noise, reason: `${describeEvent(noise)} after ${(noise.t - from).toFixed(2)} s` });
+        failed = true;
+      } else if (options.now >= end + DELIVERY_GRACE) {
+        results.push({ ...base, status: 'pass', band: [check.for, Infinity], seconds: check.for, observed: `nothing for ${check.for} s`, event: null });
+        previous = end;
+      } else if (options.finished) {
+        results.push({ ...base, status: 'fail', band: [check.for, Infinity], seconds: options.now - from, observed: null, event: null, reason: 'the run ended before the quiet window did' });
+        failed = true;
+      } else {
+        results.push({ ...base, status: 'pending', band: [check.for, Infinity], seconds: null, observed: null, event: null });
+        pending = true;
+      }
+      continue;
+    }
+
+    const band = typeof check.within === 'function' ? check.within(timers) : check.within ?? null;
+    const hit = findMatch(sorted, check.match, from);
+    if (hit) {
+      const seconds = hit.t - from;
+      const inBand = !band || (seconds >= band[0] && seconds <= band[1]);
+      results.push({
+        ...base, status: inBand ? 'pass' : 'fail', band, seconds, observed: describeEvent(hit), event: hit,
+        ...(inBand ? {} : { reason: `after ${seconds.toFixed(3)} s, outside ${band![0].toFixed(2)}-${band![1].toFixed(2)} s` }),
+      });
+      if (!inBand) failed = true;
+      previous = hit.t;
+      continue;
+    }
+    // Not (yet) seen. What ended the program's story instead, if anything (shown, not judged:
+    // a reconnecting client gets errors and carries on)?
+    const other = sorted.find((e) => e.t > from && e.proc === check.match.proc && TERMINAL.has(e.type) && !matches(e, check.match));
+    const procGone = options.exited?.has(check.match.proc) ?? false;
+    const bandOver = band !== null && options.now > from + band[1] + DELIVERY_GRACE;
+    if (options.finished || procGone || bandOver) {
+      const observed = other ? describeEvent(other) : null;
+      results.push({
+        ...base, status: 'fail', band, seconds: other ? other.t - from : null, observed, event: other ?? null,
+        reason: other ? `${observed} after ${(other.t - from).toFixed(3)} s instead` : bandOver ? `nothing within ${band![1].toFixed(2)} s` : 'it never happened',
+      });
+      failed = true;
+    } else {
+      results.push({ ...base, status: 'pending', band, seconds: null, observed: null, event: null });
+      pending = true;
+    }
+  }
+  return { done: failed || !pending, verdict: failed ? 'fail' : pending ? 'pending' : 'pass', checks: results };
+}
