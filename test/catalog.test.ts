@@ -1,0 +1,114 @@
+/**
+ * Every scenario of sections A, B and F, for real: namespaces, iptables, the kernel's timers.
+ * The expected errno of each id is written here from SCENARIOS.md, not read from the catalog,
+ * so the test fails when the catalog drifts from the spec.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ensureTestUser, isRoot, runCli, settledLeftovers } from './support/lab';
+
+type Expect = { errno?: [string, number]; outcome?: string };
+const SPEC: Record<string, Expect> = {
+  'connect-refused': { errno: ['ECONNREFUSED', 111] },
+  'reject-tcp-reset': { errno: ['ECONNREFUSED', 111] },
+  'reject-icmp-port-unreachable': { errno: ['ECONNREFUSED', 111] },
+  'reject-icmp-host-unreachable': { errno: ['EHOSTUNREACH', 113] },
+  'reject-icmp-host-prohibited': { errno: ['EHOSTUNREACH', 113] },
+  'reject-icmp-admin-prohibited': { errno: ['EHOSTUNREACH', 113] },
+  'reject-icmp-net-unreachable': { errno: ['ENETUNREACH', 101] },
+  'reject-icmp-net-prohibited': { errno: ['ENETUNREACH', 101] },
+  'reject-icmp-proto-unreachable': { errno: ['ENOPROTOOPT', 92] },
+  'connect-timeout-drop-syn': { errno: ['ETIMEDOUT', 110] },
+  'connect-timeout-drop-synack': { errno: ['ETIMEDOUT', 110] },
+  'connect-app-timeout': { outcome: 'timeout' },
+  'server-fin': { errno: ['EPIPE', 32] },
+  'server-close-unread': { errno: ['ECONNRESET', 104] },
+  'server-kill': { outcome: 'eof' },
+  'proxy-kill': { outcome: 'eof' },
+  'reject-reset-established': { errno: ['ECONNRESET', 104] },
+  'reject-icmp-established': { errno: ['EHOSTUNREACH', 113] },
+  'drop-with-traffic': { errno: ['ETIMEDOUT', 110] },
+  'half-open-idle': { outcome: 'quiet' },
+  'keepalive-detects': { errno: ['ETIMEDOUT', 110] },
+  'server-keepalive-rst': { errno: ['ECONNRESET', 104] },
+  'heartbeat-detects': { outcome: 'dead' },
+  'peer-reboot': { errno: ['ECONNRESET', 104] },
+  'write-timeout-buffer-full': { errno: ['ETIMEDOUT', 110] },
+  'read-timeout': { errno: ['EAGAIN', 11] },
+  'server-idle-timeout': { outcome: 'eof' },
+  'detect-read-eof': { outcome: 'eof' },
+  'detect-poll-events': { errno: ['ECONNRESET', 104] },
+  'detect-keepalive': { errno: ['ETIMEDOUT', 110] },
+  'detect-heartbeat': { outcome: 'dead' },
+};
+
+/** Figures SCENARIOS.md gives as measured, with the band the kernel's timers allow. */
+const TIMES: Record<string, [number, number]> = {
+  'connect-timeout-drop-syn': [3.0, 3.6],
+  'keepalive-detects': [4.0, 4.6],
+  'connect-app-timeout': [1.0, 1.3],
+  'read-timeout': [1.0, 1.3],
+};
+
+interface Json {
+  id: string;
+  verdict: string;
+  expected: { errno: { name: string; number: number } | null; outcome: string };
+  measured: { errno: { name: string; number: number } | null; outcome: string | null; seconds: number | null };
+  checks: { says: string; status: string; reason?: string }[];
+  mode: string;
+}
+
+function checkRun(results: Json[], mode: string): void {
+  assert.deepEqual(results.map((r) => r.id).sort(), Object.keys(SPEC).sort(), 'the run covers exactly sections A, B and F');
+  const problems: string[] = [];
+  for (const r of results) {
+    const spec = SPEC[r.id]!;
+    if (r.mode !== mode) problems.push(`${r.id}: ran in ${r.mode} mode, not ${mode}`);
+    if (r.verdict !== 'pass') {
+      problems.push(`${r.id}: ${r.verdict}: ${r.checks.filter((c) => c.status !== 'pass').map((c) => `${c.says}: ${c.reason ?? c.status}`).join('; ')}`);
+      continue;
+    }
+    if (spec.errno) {
+      const [name, number] = spec.errno;
+      if (r.measured.errno?.name !== name || r.measured.errno?.number !== number) problems.push(`${r.id}: measured ${JSON.stringify(r.measured.errno)}, SCENARIOS.md says ${name} (${number})`);
+    } else if (r.measured.outcome !== spec.outcome) {
+      problems.push(`${r.id}: measured outcome ${r.measured.outcome}, expected ${spec.outcome}`);
+    }
+    const band = TIMES[r.id];
+    if (band && (r.measured.seconds === null || r.measured.seconds < band[0] || r.measured.seconds > band[1])) {
+      problems.push(`${r.id}: ${r.measured.seconds} s, outside ${band[0]}-${band[1]} s`);
+    }
+  }
+  assert.deepEqual(problems, []);
+}
+
+async function runAll(as: 'self' | 'user', mode: string, t: { diagnostic(m: string): void }): Promise<void> {
+  const run = await runCli(['run', '--section', 'connect,established,detection', '--json'], as);
+  const summary = run.stderr.split('\n').find((l) => l.startsWith('tcp-lab:')) ?? run.stderr.slice(-500);
+  t.diagnostic(`${mode}: ${summary}`);
+  let results: Json[];
+  try {
+    results = JSON.parse(run.stdout) as Json[];
+  } catch {
+    assert.fail(`tcp-lab printed no JSON (exit ${run.code}): ${run.stderr.slice(-2000)}`);
+  }
+  checkRun(results, mode);
+  assert.equal(run.code, 0, 'exit status 0 when every verdict passes');
+  assert.deepEqual(await settledLeftovers(), [], 'nothing left behind after run --all');
+}
+
+describe('sections A, B and F, run for real', () => {
+  before(() => {
+    if (isRoot) ensureTestUser();
+  });
+  after(async () => assert.deepEqual(await settledLeftovers(), []));
+
+  test('as root', { skip: isRoot ? false : 'needs root: run the tests as root to cover the root path (the rootless path runs below)' }, async (t) => {
+    await runAll('self', 'root', t);
+  });
+
+  test('as an unprivileged user (rootless namespaces)', async (t) => {
+    await runAll(isRoot ? 'user' : 'self', 'rootless', t);
+  });
+});

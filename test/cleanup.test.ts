@@ -1,0 +1,41 @@
+/**
+ * Nothing outlives the lab: not after a normal run, not after kill -9 in the middle of one.
+ * Scenarios are running (namespaces up, rules applied, samples blocked in the kernel) when
+ * the lab process is killed; the kernel must take everything with the namespaces' init.
+ */
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ensureTestUser, isRoot, leftovers, settledLeftovers, spawnCli } from './support/lab';
+
+async function killMidRun(as: 'self' | 'user'): Promise<string[]> {
+  assert.deepEqual(leftovers(), [], 'the machine is clean before the test');
+  // Long scenarios, several at once: all of them hold namespaces, rules and programs.
+  const child = spawnCli(['run', 'half-open-idle', 'drop-with-traffic', 'keepalive-detects', 'write-timeout-buffer-full', '--jobs', '4'], as);
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // Wait until the runs are well under way: the programs exist inside the namespaces.
+  const deadline = Date.now() + 15_000;
+  while (leftovers().filter((l) => l.includes('samples/python/')).length < 6) {
+    if (Date.now() > deadline || child.exitCode !== null) assert.fail(`the scenarios did not get going: ${stderr.slice(-1000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const during = leftovers();
+  assert.ok(during.some((l) => /unshare/.test(l)), 'namespaces were up when the lab was killed');
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  return settledLeftovers(3000);
+}
+
+describe('cleanup after kill -9', () => {
+  before(() => {
+    if (isRoot) ensureTestUser();
+  });
+
+  test('as root: no process, namespace or rule survives the lab', { skip: isRoot ? false : 'needs root: the rootless case runs below' }, async () => {
+    assert.deepEqual(await killMidRun('self'), []);
+  });
+
+  test('as an unprivileged user: no process or namespace survives the lab', async () => {
+    assert.deepEqual(await killMidRun(isRoot ? 'user' : 'self'), []);
+  });
+});
