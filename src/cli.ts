@@ -7,6 +7,8 @@ import { monotonic } from './lab/clock';
 import { parseArgs, USAGE, type CliOptions } from './cliArgs';
 import { formatResult, resultJson } from './report';
 import { sweepStaleRunDirs } from './lab/tempDirs';
+import { checkTools } from './lab/preflight';
+import { Sandbox } from './lab/sandbox';
 
 async function main(argv: readonly string[]): Promise<number> {
   let options: CliOptions;
@@ -38,6 +40,14 @@ async function main(argv: readonly string[]): Promise<number> {
       }
     }
     return 0;
+  }
+  try {
+    checkTools(options.firewall, options.python);
+    // One namespace first: if the host forbids them, say so once, with what to do.
+    await (await Sandbox.create({ log: new Logger(stderrSink, options.verbose ? 'debug' : 'warn'), mode: options.mode, label: 'probe' })).dispose();
+  } catch (e) {
+    process.stderr.write(`tcp-lab: ${e instanceof LabError ? e.describe() : String(e)}\n`);
+    return 2;
   }
   return run(scenarios, options);
 }

@@ -1,0 +1,35 @@
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import { LabError } from './errors';
+import { installHint, labEnv } from './exec';
+
+/** The programs a single-host scenario runs, inside or outside the namespace. */
+export function requiredTools(firewall: 'iptables' | 'nft', python = 'python3'): string[] {
+  return ['unshare', 'nsenter', 'ip', 'sysctl', firewall, python];
+}
+
+/** Which of `tools` are not executable anywhere on `path` (absolute names are checked as they are). */
+export function missingTools(tools: readonly string[], path: string): string[] {
+  const dirs = path.split(':').filter(Boolean);
+  const executable = (file: string) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return tools.filter((t) => (t.includes('/') ? !executable(t) : !dirs.some((d) => executable(join(d, t)))));
+}
+
+/** Refuses to start, naming every missing program and the package that brings it. */
+export function checkTools(firewall: 'iptables' | 'nft', python?: string): void {
+  const missing = missingTools(requiredTools(firewall, python), labEnv().PATH ?? '');
+  if (missing.length === 0) return;
+  const hints = [...new Set(missing.map((m) => installHint(m)).filter(Boolean))];
+  throw new LabError(`the lab needs ${missing.join(', ')}, not found on this machine`, {
+    field: 'tools',
+    value: missing,
+    hint: hints.length ? hints.join('; ') : 'install them and run again',
+  });
+}
