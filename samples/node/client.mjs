@@ -118,7 +118,7 @@ function parseOptions(argv) {
     port: lab.num('--port', v.port, { kind: 'int', lo: 1, hi: 65535 }),
     steps: parseSteps(v.steps),
     nodelay: Boolean(v.nodelay), reconnect: Boolean(v.reconnect), json: Boolean(v.json),
-    name: v.name ?? 'client', events: v.events,
+    name: lab.procName(v.name ?? 'client'), events: v.events,
     backoff: v.backoff === undefined ? 0.1 : posFloat('--backoff', v.backoff),
     backoffMax: v['backoff-max'] === undefined ? 2 : posFloat('--backoff-max', v['backoff-max']),
   };
@@ -221,7 +221,8 @@ class Client {
 
   async recvOnce(op = 'recv', deadline) {
     if (!this.conn) this.notConnected(op);
-    const r = await this.conn.read(this.o.readTimeout, deadline);
+    // The read timeout is for plain reads; heartbeat has its own deadline.
+    const r = await this.conn.read(deadline === undefined ? this.o.readTimeout : undefined, deadline);
     if (r.data) {
       this.rx += r.data.length;
       this.ev.emit('received', { bytes: r.data.length, total: this.rx });

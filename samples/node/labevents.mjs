@@ -151,6 +151,14 @@ export function hostPort(flag, text, needPort = true) {
   return [host, num(flag, port, { kind: 'int', lo: needPort ? 1 : 0, hi: 65535 })];
 }
 
+// --name: 1 to 32 of A-Z a-z 0-9 _ . - (what the lab accepts as "proc").
+export function procName(text) {
+  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(text)) {
+    throw new UsageError(`--name: '${text}' must be 1 to 32 letters, digits, '_', '.' or '-'`);
+  }
+  return text;
+}
+
 // A flag Node's net module cannot express: refuse it, pointing at Python.
 export function unsupported(flag, why) {
   throw new UsageError(`${flag}: ${why}; use the Python sample (samples/python/) for this`);

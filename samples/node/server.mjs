@@ -75,7 +75,7 @@ function parseOptions(argv) {
     host: v.host ?? '0.0.0.0',
     port: lab.num('--port', v.port, { kind: 'int', lo: 0, hi: 65535 }),
     mode: v.mode, replyWrites: v['reply-writes'] ?? 'two',
-    nodelay: Boolean(v.nodelay), json: Boolean(v.json), name: v.name ?? 'server', events: v.events,
+    nodelay: Boolean(v.nodelay), json: Boolean(v.json), name: lab.procName(v.name ?? 'server'), events: v.events,
     backlog: v.backlog === undefined ? 511 : lab.num('--backlog', v.backlog, { kind: 'int', lo: 0, hi: 65535 }),
   };
   if (!['two', 'one'].includes(o.replyWrites)) throw new lab.UsageError(`--reply-writes: '${o.replyWrites}' is not two or one`);

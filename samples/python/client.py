@@ -301,7 +301,7 @@ class Client:
                     self.ev.emit("blocked", op="write", total=total)
 
         threading.Thread(target=watchdog, daemon=True).start()
-        reported = self.tx
+        reported, reported_at = self.tx, 0.0
         try:
             while True:
                 state["busy_since"] = now()
@@ -309,7 +309,10 @@ class Client:
                 state["busy_since"] = None
                 self.tx += n
                 state["total"] = self.tx
-                if self.tx - reported >= 65536:
+                # Progress, not every write: on loopback a fast writer does tens of
+                # thousands of writes a second, and the reader of the events must keep up.
+                if self.tx - reported >= 65536 and now() - reported_at >= 0.1:
+                    reported_at = now()
                     self.ev.emit("sent", bytes=self.tx - reported, total=self.tx)
                     reported = self.tx
         except OSError as e:

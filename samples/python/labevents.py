@@ -16,6 +16,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import select
 import signal
 import socket
@@ -50,7 +51,7 @@ _DESCRIBE = {
     "timeout": lambda e: f"{e['op']} after {_fmt_seconds(e['after'])} (application timeout)",
     "poll": lambda e: (f"revents {'|'.join(e['revents']) or '-'}, "
                        f"SO_ERROR {e['so_error'] or 0}"),
-    "blocked": lambda e: f"{e['op']} blocked: send buffer full, {e['total']} bytes accepted so far",
+    "blocked": lambda e: f"{e['op']} blocked, send buffer full: {e['total']} bytes accepted",
     "heartbeat-miss": lambda e: f"{e['misses']} in a row",
     "dead": lambda e: (f"{e['reason']}: {e['misses']} misses, "
                        f"{_fmt_seconds(e['after'])} since the last pong"),
@@ -241,9 +242,17 @@ def host_port(text, need_port=True):
     return host, ranged(int, 0 if not need_port else 1, 65535)(port_text)
 
 
+def proc_name(text):
+    """--name: 1 to 32 of A-Z a-z 0-9 _ . - (what the lab accepts as "proc")."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be 1 to 32 letters, digits, '_', '.' or '-'")
+    return text
+
+
 def add_common_args(parser, default_name):
     group = parser.add_argument_group("event output")
-    group.add_argument("--name", default=default_name,
+    group.add_argument("--name", type=proc_name, default=default_name,
                        help=f'"proc" field of every event (default: {default_name})')
     group.add_argument("--events", metavar="PATH",
                        help="Unix stream socket of the lab: each event is written "
