@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import * as pty from 'node-pty';
 import { labEnv } from './exec';
 import type { Logger } from './log';
@@ -65,22 +66,38 @@ export class LabProcess {
   }
 
   /**
-   * Signal the whole process group: nsenter forks to enter the PID namespace and does not
-   * forward signals, so the program itself is nsenter's child, in the same group.
+   * Signal the program itself. nsenter forks to enter the PID namespace and does not forward
+   * signals, so the program is nsenter's child. Only the program is signalled: nsenter then
+   * reaps it and exits with the same signal. Killing nsenter too would orphan the program to
+   * the host's init (nsenter lives in the host's PID namespace), and the namespace's own init
+   * could not finish exiting until the host's init got round to reaping it: seconds, here.
    */
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.exitInfo) return;
+    const program = firstChild(this.term.pid);
     try {
-      process.kill(-this.term.pid, signal);
+      process.kill(program ?? -this.term.pid, signal);
     } catch {
-      try { this.term.kill(signal); } catch { /* already gone */ }
+      try { process.kill(-this.term.pid, signal); } catch { /* already gone */ }
     }
   }
 
   async dispose(): Promise<void> {
     if (this.exitInfo) return;
     this.kill('SIGKILL');
-    await Promise.race([this.exited, new Promise((r) => setTimeout(r, 2000))]);
+    if (await Promise.race([this.exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 1000))])) return;
+    // nsenter did not go with its program (a program that forked, say): the whole group.
+    try { process.kill(-this.term.pid, 'SIGKILL'); } catch { /* gone */ }
+    await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1000))]);
+  }
+}
+
+function firstChild(pid: number): number | undefined {
+  try {
+    const first = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(first) && first > 0 ? first : undefined;
+  } catch {
+    return undefined;
   }
 }
 
