@@ -126,18 +126,7 @@ function parseOptions(argv) {
   if (v['read-timeout'] !== undefined) o.readTimeout = posFloat('--read-timeout', v['read-timeout']);
   if (v['max-attempts'] !== undefined) o.maxAttempts = posInt('--max-attempts', v['max-attempts']);
   if (v.bind !== undefined) o.bind = lab.hostPort('--bind', v.bind, false);
-  if (v.keepalive !== undefined) {
-    if (v.keepalive.includes(',')) {
-      lab.unsupported('--keepalive', "Node's net has no TCP_KEEPINTVL/TCP_KEEPCNT options (setKeepAlive() sets only the idle time: give --keepalive IDLE)");
-    }
-    o.keepalive = lab.num('--keepalive', v.keepalive, { kind: 'int', lo: 1, hi: 32767 });
-  }
-  if (v.linger !== undefined) {
-    if (lab.num('--linger', v.linger, { kind: 'int', lo: 0 }) !== 0) {
-      lab.unsupported('--linger', "Node's net has no SO_LINGER option (only --linger 0 works, as resetAndDestroy())");
-    }
-    o.lingerZero = true;
-  }
+  lab.socketOptions(v, o);
   if (o.backoffMax < o.backoff) throw new lab.UsageError('--backoff-max: must not be smaller than --backoff');
   return o;
 }

@@ -169,3 +169,19 @@ export function onStopSignals(ev) {
   process.on('SIGINT', () => ev.finish(130));
   process.on('SIGTERM', () => ev.finish(143));
 }
+
+/** --keepalive IDLE and --linger 0, the two socket options Node's net can set, into `o`. */
+export function socketOptions(v, o) {
+  if (v.keepalive !== undefined) {
+    if (v.keepalive.includes(',')) {
+      unsupported('--keepalive', "Node's net has no TCP_KEEPINTVL/TCP_KEEPCNT options (setKeepAlive() sets only the idle time: give --keepalive IDLE)");
+    }
+    o.keepalive = num('--keepalive', v.keepalive, { kind: 'int', lo: 1, hi: 32767 });
+  }
+  if (v.linger !== undefined) {
+    if (num('--linger', v.linger, { kind: 'int', lo: 0 }) !== 0) {
+      unsupported('--linger', "Node's net has no SO_LINGER option (only --linger 0 works, as resetAndDestroy())");
+    }
+    o.lingerZero = true;
+  }
+}

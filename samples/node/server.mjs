@@ -80,18 +80,7 @@ function parseOptions(argv) {
   };
   if (!['two', 'one'].includes(o.replyWrites)) throw new lab.UsageError(`--reply-writes: '${o.replyWrites}' is not two or one`);
   if (v['idle-timeout'] !== undefined) o.idleTimeout = lab.num('--idle-timeout', v['idle-timeout'], { above: 0 });
-  if (v.keepalive !== undefined) {
-    if (v.keepalive.includes(',')) {
-      lab.unsupported('--keepalive', "Node's net has no TCP_KEEPINTVL/TCP_KEEPCNT options (setKeepAlive() sets only the idle time: give --keepalive IDLE)");
-    }
-    o.keepalive = lab.num('--keepalive', v.keepalive, { kind: 'int', lo: 1, hi: 32767 });
-  }
-  if (v.linger !== undefined) {
-    if (lab.num('--linger', v.linger, { kind: 'int', lo: 0 }) !== 0) {
-      lab.unsupported('--linger', "Node's net has no SO_LINGER option (only --linger 0 works, as resetAndDestroy())");
-    }
-    o.lingerZero = true;
-  }
+  lab.socketOptions(v, o);
   return o;
 }
 
