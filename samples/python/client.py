@@ -4,6 +4,11 @@
 Runs a list of steps on one TCP socket and reports what each system call did,
 as events (see labevents.py and samples/README.md). The point is to show the
 errno the kernel really returns: nothing here translates or hides errors.
+
+Requests speak --proto: echo ("ping\\n" and its echo) or a minimal HTTP/1.1
+GET. Each completed request emits `response` with how long it took, timed
+around the system calls only. The `connections` step opens its own sockets,
+one short-lived connection per request, and leaves each in TIME_WAIT.
 """
 
 import argparse
@@ -20,6 +25,8 @@ from labevents import now
 
 DEFAULT_BLOCK = 16384
 PING = b"ping\n"
+HTTP_GET = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
+MAX_HTTP_HEADER = 65536
 
 
 class Failed(Exception):
@@ -28,6 +35,11 @@ class Failed(Exception):
 
 class PeerClosed(Exception):
     """recv() returned 0 and --reconnect asks to start over."""
+
+
+class BadReply(OSError):
+    """An HTTP reply we cannot read (no Content-Length, header too long).
+    No errno: the error event says errno 0 and name BadReply."""
 
 
 # --------------------------------------------------------------------------
@@ -45,6 +57,7 @@ STEP_ARGS = {
     "recv": ([], 0),
     "request": ([], 0),
     "requests": ([_nonneg_float, _pos_int], 1),
+    "connections": ([_pos_int, _nonneg_float], 1),
     "sleep": ([_nonneg_float], 1),
     "idle": ([], 0),
     "poll": ([], 0),
@@ -53,6 +66,11 @@ STEP_ARGS = {
     "close": ([], 0),
     "shutdown": ([], 0),
 }
+
+
+# Steps that do not use the run's socket: with only these, no socket is opened
+# for the run (it would sit unused, and hold the port of --bind HOST:PORT).
+OWN_SOCKET_STEPS = {"connections", "sleep"}
 
 
 def parse_steps(text):
@@ -84,11 +102,13 @@ class Client:
         self.args, self.ev, self.family, self.addr = args, ev, family, addr
         self.peer = lab.addr_str(addr)
         self.sock = None
+        self.requests_done = 0  # numbers `response` events, over the whole run
+        self.connections_made = 0  # numbers the `connections` step's connections
 
     # ---- reporting helpers ------------------------------------------------
 
-    def fail(self, op, exc, t=None):
-        self.ev.emit("error", t=t, op=op, **lab.errno_fields(exc))
+    def fail(self, op, exc, t=None, **extra):
+        self.ev.emit("error", t=t, op=op, **lab.errno_fields(exc), **extra)
         raise Failed(op)
 
     def eof(self, op, t):
@@ -126,7 +146,7 @@ class Client:
     def read_line(self, deadline=None):
         """Read until a full line is buffered. Returns True when one was
         consumed, False if deadline passed first, None at EOF."""
-        while b"\n" not in self.linebuf:
+        while b"\n" not in self.inbuf:
             if deadline is not None:
                 left = deadline - now()
                 if left <= 0 or not self.wait_readable(left):
@@ -134,8 +154,8 @@ class Client:
             data = self.recv_once()
             if data is None:
                 return None
-            self.linebuf += data
-        self.linebuf = self.linebuf.split(b"\n", 1)[1]
+            self.inbuf += data
+        self.inbuf = self.inbuf.split(b"\n", 1)[1]
         return True
 
     def wait_readable(self, secs):
@@ -149,25 +169,31 @@ class Client:
     # ---- socket setup: every option is set before connect() ---------------
 
     def open_socket(self):
-        a = self.args
+        """The run's socket, which the steps but `connections` use."""
         self.tx = self.rx = 0
+        self.inbuf = b""  # received bytes not yet consumed by a request
+        self.sock = None
+        self.sock = self.new_socket()
+
+    def new_socket(self, **extra):
+        """A socket with every option flag set, bound if --bind. On failure
+        emit error (op socket, setsockopt or bind) with `extra`, and fail."""
+        a = self.args
         try:
-            self.sock = socket.socket(self.family, socket.SOCK_STREAM)
+            sock = socket.socket(self.family, socket.SOCK_STREAM)
         except OSError as e:
-            self.sock = None
-            self.fail("socket", e)
-        self.linebuf = b""
-        opts = lab.sockopts_from_args(a)
+            self.fail("socket", e, **extra)
+        op = "setsockopt"
         try:
-            for level, opt, value in opts:
-                self.sock.setsockopt(level, opt, value)
+            for level, opt, value in lab.sockopts_from_args(a):
+                sock.setsockopt(level, opt, value)
+            if a.bind:
+                op = "bind"
+                sock.bind(a.bind)
         except OSError as e:
-            self.fail("setsockopt", e)
-        if a.bind:
-            try:
-                self.sock.bind(a.bind)
-            except OSError as e:
-                self.fail("bind", e)
+            sock.close()
+            self.fail(op, e, **extra)
+        return sock
 
     # ---- steps -------------------------------------------------------------
 
@@ -187,7 +213,7 @@ class Client:
         self.ev.emit("connected", t=t, attempt=self.attempt,
                      local=lab.addr_str(self.sock.getsockname()), peer=self.peer)
 
-    def connect_with_timeout(self, limit):
+    def connect_with_timeout(self, limit, **extra):
         # An application timeout: a non-blocking connect() returns EINPROGRESS
         # while the handshake goes on; poll for writability, then read the
         # outcome from SO_ERROR (connect(2)).
@@ -198,13 +224,13 @@ class Client:
             poller = select.poll()
             poller.register(self.sock, select.POLLOUT)
             if not poller.poll(limit * 1000):
-                self.ev.emit("timeout", op="connect", after=round(now() - start, 6))
+                self.ev.emit("timeout", op="connect", after=round(now() - start, 6), **extra)
                 raise Failed("connect")
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         t = now()
         self.sock.setblocking(True)
         if err:
-            self.fail("connect", lab.oserror(err), t)
+            self.fail("connect", lab.oserror(err), t, **extra)
 
     def step_send(self, size=None):
         data = PING if size is None else b"x" * (size - 1) + b"\n"
@@ -218,18 +244,163 @@ class Client:
     def step_recv(self):
         self.recv_once()
 
+    # ---- requests: --proto echo or http, timed around the syscalls only ----
+
+    def fill(self):
+        """One recv() into inbuf, nothing else: no event, so that it can run
+        inside a timed request. False at EOF; an OSError propagates."""
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self.inbuf += data
+        self.rx += len(data)
+        return True
+
+    def read_echo_reply(self):
+        """Until a line is buffered: its size with the newline, None at EOF."""
+        while (end := self.inbuf.find(b"\n")) < 0:
+            if not self.fill():
+                return None
+        self.inbuf = self.inbuf[end + 1:]
+        return end + 1
+
+    def read_http_reply(self):
+        """One HTTP/1.1 response: the header up to the blank line, then
+        exactly Content-Length bytes of body (server.py always sends it; we
+        keep the connection, so reading until EOF is no way to find the end).
+        Its size, or None at EOF."""
+        while (end := self.inbuf.find(b"\r\n\r\n")) < 0:
+            if len(self.inbuf) > MAX_HTTP_HEADER:
+                raise BadReply(f"no end of the header in {MAX_HTTP_HEADER} bytes")
+            if not self.fill():
+                return None
+        head = self.inbuf[:end].lower()
+        at = head.find(b"\r\ncontent-length:")
+        if at < 0:
+            raise BadReply("reply without Content-Length")
+        value = head[at + 17:].split(b"\r\n", 1)[0].strip()
+        if not value.isdigit():
+            raise BadReply(f"bad Content-Length {value.decode('latin-1')!r}")
+        size = end + 4 + int(value)
+        while len(self.inbuf) < size:
+            if not self.fill():
+                return None
+        self.inbuf = self.inbuf[size:]
+        return size
+
+    def request(self, connect_took=None, **extra):
+        """One request of --proto, its whole reply read. True when a reply
+        came (`response` emitted), False at EOF (`eof` emitted). `extra`
+        goes into error events; connect_took, if given, into `response`.
+
+        With --proto http, between the first now() and the last one only the
+        send() and recv() calls run: an event costs tens of microseconds,
+        about what a whole request takes on loopback, so `sent`/`received`/
+        `response` are emitted afterwards, stamped with the moments they
+        happened. With echo (the fault scenarios) `sent` goes out at once:
+        whoever watches sees the request leave, not only when it fails."""
+        data, read_reply = ((PING, self.read_echo_reply) if self.args.proto == "echo"
+                            else (HTTP_GET, self.read_http_reply))
+        self.requests_done += 1
+        n, rx_before = self.requests_done, self.rx
+        start = now()
+        try:
+            self.sock.sendall(data)  # one send() unless the send buffer is full
+        except OSError as e:
+            # EPIPE: we already got an RST (or shut down our side); Python
+            # ignores SIGPIPE, so this is an exception, not a dead process.
+            self.fail("send", e, now(), **extra)
+        sent_at = now()
+        live = self.args.proto == "echo"
+        if live:
+            self.tx += len(data)
+            self.ev.emit("sent", t=sent_at, bytes=len(data), total=self.tx)
+        try:
+            size = read_reply()
+        except OSError as e:
+            # As in recv_once: EAGAIN from SO_RCVTIMEO, ECONNRESET, ETIMEDOUT.
+            t = now()
+            self.report_request(None if live else data, sent_at, rx_before, t)
+            self.fail("recv", e, t, **extra)
+        end = now()
+        self.report_request(None if live else data, sent_at, rx_before, end)
+        if size is None:
+            self.eof("recv", end)
+            return False
+        timing = {} if connect_took is None else {"connect_took": connect_took}
+        self.ev.emit("response", t=end, took=round(end - start, 6), n=n, bytes=size, **timing)
+        return True
+
+    def report_request(self, data, sent_at, rx_before, t):
+        """The request's `sent`, and one `received` for all of its reply
+        bytes, after the fact. Also when the reply failed: the request did
+        go out, and a fault's timing is measured from that moment. data is
+        None when `sent` was emitted already."""
+        if data is not None:
+            self.tx += len(data)
+            self.ev.emit("sent", t=sent_at, bytes=len(data), total=self.tx)
+        if self.rx > rx_before:
+            self.ev.emit("received", t=t, bytes=self.rx - rx_before, total=self.rx)
+
     def step_request(self):
-        self.send_all(PING)
-        return self.read_line() is True
+        return self.request()
 
     def step_requests(self, interval, count=None):
         done = 0
         while count is None or done < count:
-            if not self.step_request():
+            if not self.request():
                 return
             done += 1
             if count is None or done < count:
                 time.sleep(interval)
+
+    def step_connections(self, count, gap=0.0):
+        # Each connection: a new socket, connect, one request, and close()
+        # by us first, so our side goes through TIME_WAIT (TCP_TIMEWAIT_LEN,
+        # 60 s) and keeps its local port meanwhile. connect() picks a port
+        # of net.ipv4.ip_local_port_range that no connection to the same
+        # server address holds; when every one is held, it fails with
+        # EADDRNOTAVAIL. Unless net.ipv4.tcp_tw_reuse allows taking over a
+        # TIME_WAIT entry whose last timestamp is over 1 s old: 1 for all
+        # connections, 2 (the default) for loopback ones only.
+        saved = self.sock, self.tx, self.rx, self.inbuf
+        try:
+            for i in range(count):
+                if i:
+                    time.sleep(gap)
+                self.connections_made += 1
+                self.one_connection(self.connections_made)
+        finally:
+            if self.sock is not saved[0] and self.sock.fileno() >= 0:
+                # Left by a failure or a signal: report it like run() does.
+                live = lab.is_live(self.sock)
+                how = lab.close_how(self.sock, self.args.linger == 0)
+                self.sock.close()
+                if live:
+                    self.ev.emit("closed", how=how, n=self.connections_made)
+            self.sock, self.tx, self.rx, self.inbuf = saved
+
+    def one_connection(self, n):
+        """connect, request, close on a socket of its own, with the same
+        options as the run's socket; the request helpers see it as self.sock."""
+        self.sock, self.tx, self.rx, self.inbuf = self.new_socket(n=n), 0, 0, b""
+        start = now()
+        if self.args.connect_timeout is None:
+            try:
+                self.sock.connect(self.addr)
+            except OSError as e:
+                self.fail("connect", e, now(), n=n)
+        else:
+            self.connect_with_timeout(self.args.connect_timeout, n=n)
+        t = now()
+        self.connected = True
+        self.ev.emit("connected", t=t, attempt=self.attempt, n=n,
+                     local=lab.addr_str(self.sock.getsockname()), peer=self.peer)
+        # At EOF there is no reply: eof is reported, we still close, go on.
+        self.request(connect_took=round(t - start, 6), n=n)
+        how = lab.close_how(self.sock, self.args.linger == 0)
+        self.sock.close()
+        self.ev.emit("closed", how=how, n=n)
 
     def step_sleep(self, secs):
         time.sleep(secs)
@@ -341,7 +512,10 @@ class Client:
         """All steps on one new socket: 'ok', or 'failed' (error/eof)."""
         self.connected = False
         try:
-            self.open_socket()
+            if all(name in OWN_SOCKET_STEPS for name, _ in self.args.steps):
+                self.sock, self.tx, self.rx, self.inbuf = None, 0, 0, b""
+            else:
+                self.open_socket()
             for name, values in self.args.steps:
                 getattr(self, "step_" + name.replace("-", "_"))(*values)
             return "ok"
@@ -381,8 +555,11 @@ def parse_args(argv):
   connect               connect() (honours --connect-timeout, --sndtimeo, --syncnt)
   send[:N]              one send() of N bytes (default "ping\\n")
   recv                  one recv(65536) (honours --read-timeout)
-  request               send "ping\\n", read until "\\n" (needs an echo server)
+  request               one request of --proto, its whole reply read; then a
+                        "response" event with the time it took
   requests:INT[:COUNT]  request every INT seconds until error/EOF or COUNT times
+  connections:N[:GAP]   N times: new socket (same options), connect, one request,
+                        close (we close first: TIME_WAIT on our side); GAP s apart
   sleep:S               sleep S seconds
   idle                  block in recv() until EOF or error (half-open test)
   poll                  poll(POLLIN|POLLPRI|POLLRDHUP), report revents and SO_ERROR
@@ -395,11 +572,18 @@ examples:
   %(prog)s --port 7000 --steps connect,request,requests:0.1:3,close
   %(prog)s --port 7000 --read-timeout 0.5 --steps connect,recv
   %(prog)s --port 7000 --keepalive 2,1,3 --steps connect,idle
+  %(prog)s --port 7000 --proto http --steps connect,requests:0:30,close
+  %(prog)s --port 7000 --steps connections:100
 exit code: 0 all steps done, 1 a step failed, 2 bad usage, 128+N on signal N.""")
     p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     p.add_argument("--port", type=lab.port, required=True, help="server port")
     p.add_argument("--steps", type=parse_steps, required=True, metavar="STEPS",
                    help="comma-separated steps, see below")
+    p.add_argument("--proto", choices=["echo", "http"], default="echo",
+                   help='a request: echo sends "ping\\n" and reads a line back '
+                        "(server.py --mode echo); http sends GET / HTTP/1.1 and reads "
+                        "the header and Content-Length bytes of body (--mode http). "
+                        "Default echo")
     t = p.add_argument_group("timeouts and socket options (set before connect)")
     t.add_argument("--connect-timeout", type=lab.seconds, metavar="S",
                    help="non-blocking connect + poll; emit timeout after S seconds")

@@ -37,27 +37,50 @@ def _fmt_seconds(v):
     return f"{v:.3f} s"
 
 
+def _fmt_ms(v):
+    return f"{v * 1000:.3f} ms"
+
+
+def _nth(e):
+    """The client's `connections` step numbers its connections with n."""
+    return f" (connection {e['n']})" if "n" in e else ""
+
+
+def _response(e):
+    text = f"#{e['n']}: {e['bytes']} bytes in {_fmt_ms(e['took'])}"
+    if "connect_took" in e:
+        text += f" (connect {_fmt_ms(e['connect_took'])})"
+    return text
+
+
 # How each event type reads on stdout when --json is not given.
 _DESCRIBE = {
     "start": lambda e: f"pid {e['pid']}: {' '.join(e['argv'])}",
     "listening": lambda e: f"on {e['host']}:{e['port']}",
     "accepted": lambda e: f"{e['peer']} -> {e['local']}",
     "connect-start": lambda e: f"attempt {e['attempt']} to {e['peer']}",
-    "connected": lambda e: f"{e['local']} -> {e['peer']}",
+    "connected": lambda e: f"{e['local']} -> {e['peer']}{_nth(e)}",
     "sent": lambda e: f"{e['bytes']} bytes (total {e['total']})",
     "received": lambda e: f"{e['bytes']} bytes (total {e['total']})",
     "eof": lambda e: f"on {e['op']}: the peer sent FIN",
-    "error": lambda e: f"{e['op']}: {e['name']} ({e['errno']}) {e['message']}",
-    "timeout": lambda e: f"{e['op']} after {_fmt_seconds(e['after'])} (application timeout)",
+    "error": lambda e: f"{e['op']}: {e['name']} ({e['errno']}) {e['message']}{_nth(e)}",
+    "timeout": lambda e: (f"{e['op']} after {_fmt_seconds(e['after'])} "
+                          f"(application timeout){_nth(e)}"),
     "poll": lambda e: (f"revents {'|'.join(e['revents']) or '-'}, "
                        f"SO_ERROR {e['so_error'] or 0}"),
     "blocked": lambda e: f"{e['op']} blocked, send buffer full: {e['total']} bytes accepted",
     "heartbeat-miss": lambda e: f"{e['misses']} in a row",
     "dead": lambda e: (f"{e['reason']}: {e['misses']} misses, "
                        f"{_fmt_seconds(e['after'])} since the last pong"),
-    "closed": lambda e: f"how {e['how']}",
+    "closed": lambda e: f"how {e['how']}{_nth(e)}",
     "idle-close": lambda e: f"idle for {_fmt_seconds(e['idle'])}",
     "reconnect": lambda e: f"attempt {e['attempt']} in {_fmt_seconds(e['delay'])}",
+    "response": _response,
+    "worker-started": lambda e: f"pid {e['pid']}",
+    "worker-killed": lambda e: (f"pid {e['pid']} with {e['signal']} after "
+                                f"{_fmt_seconds(e['silent'])} without a line"),
+    "worker-exit": lambda e: (f"code {e['code']}" if e["signal"] is None
+                              else f"killed by {e['signal']}"),
     "exit": lambda e: f"code {e['code']}",
 }
 
