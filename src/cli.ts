@@ -5,7 +5,7 @@ import { runScenario, type Progress, type ScenarioResult } from './lab/runner';
 import { CATALOG, findScenario, SECTION_TITLES, type Scenario, type Section } from './lab/scenarios';
 import { monotonic } from './lab/clock';
 import { parseArgs, USAGE, type CliOptions } from './cliArgs';
-import { formatResult, resultJson } from './report';
+import { formatMatrices, formatResult, resultJson } from './report';
 import { sweepStaleRunDirs } from './lab/tempDirs';
 import { checkTools } from './lab/preflight';
 import { Sandbox } from './lab/sandbox';
@@ -109,6 +109,10 @@ async function run(scenarios: Scenario[], o: CliOptions): Promise<number> {
   const failed = done.filter((r) => r.verdict !== 'pass');
   progress.clear();
   if (o.json) process.stdout.write(`${JSON.stringify(done.map(resultJson), null, 2)}\n`);
+  else {
+    const matrices = formatMatrices(done);
+    if (matrices) process.stdout.write(`\n${matrices}\n`);
+  }
   process.stderr.write(
     `tcp-lab: ${done.length - failed.length} passed, ${failed.length} failed` +
       `${done.length < scenarios.length ? `, ${scenarios.length - done.length} not run` : ''}` +

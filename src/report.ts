@@ -1,5 +1,6 @@
-import type { ScenarioResult } from './lab/runner';
+import type { Figure, ScenarioResult, Series } from './lab/runner';
 import { humanDuration } from './lab/timers';
+import { formatStat } from './lab/verdict';
 
 const fmt = (s: number | null | undefined) => (s === null || s === undefined ? '-' : `${s.toFixed(s < 10 ? 2 : 1)} s`);
 const band = (b: readonly [number, number] | null) =>
@@ -12,13 +13,22 @@ export function formatResult(r: ScenarioResult, options: { explain?: boolean; co
   const lines = [`${head} ${c(1, r.id)}  ${r.title}`];
   const exp = r.expected;
   const what = (o: string | null, e: { name: string; number: number } | null) => (e ? `${e.name} (${e.number})` : o ?? 'nothing');
-  lines.push(`     expected  ${what(exp.outcome, exp.errno)} ${band(exp.seconds)}${exp.says ? `: ${exp.says}` : ''}`);
-  const m = r.measured;
-  lines.push(`     measured  ${m.outcome === null && !m.errno ? 'nothing' : `${m.says ?? what(m.outcome, m.errno)} after ${fmt(m.seconds)}`}`);
+  const primary = r.checks.find((ch) => ch.primary && ch.unit !== undefined);
+  if (primary) {
+    // A figure over the run (a median, a peak), not an event at a time.
+    lines.push(`     expected  ${primary.expected}${exp.says && exp.says !== primary.expected ? `: ${exp.says}` : ''}`);
+    lines.push(`     measured  ${primary.observed ?? 'nothing'}`);
+  } else {
+    lines.push(`     expected  ${what(exp.outcome, exp.errno)} ${band(exp.seconds)}${exp.says ? `: ${exp.says}` : ''}`);
+    const m = r.measured;
+    lines.push(`     measured  ${m.outcome === null && !m.errno ? 'nothing' : `${m.says ?? what(m.outcome, m.errno)} after ${fmt(m.seconds)}`}`);
+  }
   for (const ch of r.checks) {
     if (ch.status === 'pass' && r.verdict === 'pass') continue;
     lines.push(`     ${ch.status.padEnd(8)}  ${ch.says}${ch.reason ? `: ${ch.reason}` : ''}`);
   }
+  if (r.figures.length) lines.push(`     figures   ${formatFigures(r.figures)}`);
+  for (const [name, points] of Object.entries(r.series)) lines.push(`     ${name.padEnd(9)} ${formatSeries(points, r.wallSeconds)}`);
   for (const a of r.applied) lines.push(`     applied   ${a.command}${a.packets === null ? '' : `   (${a.packets} packets matched)`}`);
   const sysctls = Object.entries(r.sysctls);
   if (sysctls.length) lines.push(`     timers    ${sysctls.map(([k, v]) => `${k}=${v}`).join(', ')}`);
@@ -45,4 +55,62 @@ export function resultJson(r: ScenarioResult): Omit<ScenarioResult, 'events' | '
     defaults: { ...rest.defaults, seconds: infinite(rest.defaults.seconds) as number },
     checks: rest.checks.map(({ event: _ev, ...ch }) => ({ ...ch, event: null, band: ch.band ? [ch.band[0], infinite(ch.band[1])] as unknown as [number, number] : null })),
   };
+}
+
+/** Figures grouped by what they measure: `per request: median 43.7 ms, p95 47.3 ms (40 samples)`. */
+export function formatFigures(figures: readonly Figure[]): string {
+  const groups = new Map<string, Figure[]>();
+  for (const f of figures) groups.set(f.label, [...(groups.get(f.label) ?? []), f]);
+  return [...groups].map(([label, fs]) => {
+    if (fs.length === 1 && fs[0]!.stat === 'count') return `${formatStat(fs[0]!.value, fs[0]!.unit)} ${label}`;
+    const samples = Math.max(...fs.map((f) => f.samples));
+    const spread = fs.some((f) => f.stat === 'median' || f.stat === 'p95');
+    return `${label}: ${fs.map((f) => `${f.stat === 'max' && !spread ? 'peak' : f.stat} ${formatStat(f.value, f.unit)}`).join(', ')}${spread ? ` (${samples} samples)` : ''}`;
+  }).join('; ');
+}
+
+const BARS = '▁▂▃▄▅▆▇█';
+
+/**
+ * A sampled count as a one-line curve: the value in each of `width` equal slices of the run,
+ * then the figures a reader wants (from, peak and when, last).
+ */
+export function formatSeries(points: Series, until: number, width = 32): string {
+  if (points.length === 0) return 'no samples';
+  const peak = points.reduce((m, p) => (p[1] > m[1] ? p : m));
+  const end = Math.max(until, points.at(-1)![0]);
+  const step = end / width;
+  let bars = '';
+  for (let i = 0; i < width; i++) {
+    const at = (i + 1) * step;
+    const value = points.filter((p) => p[0] <= at).at(-1)?.[1];
+    bars += value === undefined ? ' ' : peak[1] === 0 ? BARS[0] : BARS[Math.round((value / peak[1]) * (BARS.length - 1))];
+  }
+  return `${bars}  ${points[0]![1]} -> peak ${peak[1]} at ${peak[0].toFixed(2)} s, ${points.at(-1)![1]} at the end (over ${end.toFixed(1)} s)`;
+}
+
+/**
+ * Results that are cells of one matrix (the Nagle one), as a table: a row per variant, a
+ * column per connection style, each cell the checked median and its p95.
+ */
+export function formatMatrices(results: readonly ScenarioResult[]): string {
+  const byMatrix = new Map<string, ScenarioResult[]>();
+  for (const r of results) if (r.matrix) byMatrix.set(r.matrix.matrix, [...(byMatrix.get(r.matrix.matrix) ?? []), r]);
+  const out: string[] = [];
+  for (const [name, cells] of byMatrix) {
+    if (cells.length < 2) continue;
+    const rows = [...new Set(cells.map((c) => c.matrix!.row))];
+    const columns = [...new Set(cells.map((c) => c.matrix!.column))];
+    const text = (r: ScenarioResult | undefined) => {
+      if (!r) return '-';
+      const med = r.figures.find((f) => f.stat === 'median');
+      const p95 = r.figures.find((f) => f.stat === 'p95');
+      return `${formatStat(med?.value ?? null, med?.unit ?? 's')} (p95 ${formatStat(p95?.value ?? null, p95?.unit ?? 's')})${r.verdict === 'pass' ? '' : ' FAIL'}`;
+    };
+    const table = [['', ...columns], ...rows.map((row) => [row, ...columns.map((col) => text(cells.find((c) => c.matrix!.row === row && c.matrix!.column === col)))])];
+    const widths = table[0]!.map((_, i) => Math.max(...table.map((line) => line[i]!.length)));
+    out.push(`${name}: median per request (95th percentile)`);
+    for (const line of table) out.push(`  ${line.map((cell, i) => cell.padEnd(widths[i]!)).join('   ').trimEnd()}`);
+  }
+  return out.join('\n');
 }

@@ -1,5 +1,5 @@
 /**
- * Every scenario of sections A, B and F, for real: namespaces, iptables, the kernel's timers.
+ * Every scenario of sections A, B, E and F, for real: namespaces, iptables, the kernel's timers.
  * The expected errno of each id is written here from SCENARIOS.md, not read from the catalog,
  * so the test fails when the catalog drifts from the spec.
  */
@@ -7,7 +7,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureTestUser, isRoot, runCli, settledLeftovers } from './support/lab';
 
-type Expect = { errno?: [string, number]; outcome?: string };
+/** A figure over the run (`max TIME-WAIT sockets`, `median per request`) and its band. */
+type FigureSpec = { stat: string; label: string; band: [number, number] };
+type Expect = { errno?: [string, number]; outcome?: string; figure?: FigureSpec };
+const timeWait = (lo: number, hi = lo): FigureSpec => ({ stat: 'max', label: 'TIME-WAIT sockets', band: [lo, hi] });
+/** SCENARIOS.md: a median of 44 ms with the stall, 0.02-0.19 ms without. */
+const stall: FigureSpec = { stat: 'median', label: 'per request', band: [0.035, 0.12] };
+const fast: FigureSpec = { stat: 'median', label: 'per request', band: [0, 0.005] };
 const SPEC: Record<string, Expect> = {
   'connect-refused': { errno: ['ECONNREFUSED', 111] },
   'reject-tcp-reset': { errno: ['ECONNREFUSED', 111] },
@@ -36,6 +42,24 @@ const SPEC: Record<string, Expect> = {
   'write-timeout-buffer-full': { errno: ['ETIMEDOUT', 110] },
   'read-timeout': { errno: ['EAGAIN', 11] },
   'server-idle-timeout': { outcome: 'eof' },
+  'connect-no-timeout': { outcome: 'worker-killed' },
+  'connect-timeout-poll': { outcome: 'timeout' },
+  'connect-sndtimeo': { errno: ['EINPROGRESS', 115] },
+  'connect-syncnt': { errno: ['ETIMEDOUT', 110] },
+  'time-wait-exhaustion': { errno: ['EADDRNOTAVAIL', 99], figure: timeWait(10) },
+  'time-wait-reuse': { outcome: 'connected', figure: timeWait(10) },
+  'time-wait-reuse-off': { errno: ['EADDRNOTAVAIL', 99], figure: timeWait(10) },
+  'time-wait-reuse-loopback-only': { errno: ['EADDRNOTAVAIL', 99], figure: timeWait(10) },
+  'time-wait-buckets': { outcome: 'max TIME-WAIT sockets', figure: timeWait(5) },
+  'time-wait-pool': { outcome: 'max TIME-WAIT sockets', figure: timeWait(0, 1) },
+  'nagle-delayed-ack': { outcome: 'median per request', figure: stall },
+  'nagle-one-write': { outcome: 'median per request', figure: fast },
+  'nagle-nodelay': { outcome: 'median per request', figure: fast },
+  'nagle-cork': { outcome: 'median per request', figure: fast },
+  'nagle-short-connection': { outcome: 'median per request', figure: fast },
+  'nagle-short-one-write': { outcome: 'median per request', figure: fast },
+  'nagle-short-nodelay': { outcome: 'median per request', figure: fast },
+  'nagle-short-cork': { outcome: 'median per request', figure: fast },
   'detect-read-eof': { outcome: 'eof' },
   'detect-poll-events': { errno: ['ECONNRESET', 104] },
   'detect-keepalive': { errno: ['ETIMEDOUT', 110] },
@@ -48,6 +72,10 @@ const TIMES: Record<string, [number, number]> = {
   'keepalive-detects': [4.0, 4.6],
   'connect-app-timeout': [1.0, 1.3],
   'read-timeout': [1.0, 1.3],
+  'connect-no-timeout': [4.5, 5.3],
+  'connect-timeout-poll': [2.0, 2.4],
+  'connect-sndtimeo': [1.0, 1.3],
+  'connect-syncnt': [2.9, 3.6],
 };
 
 interface Json {
@@ -56,11 +84,12 @@ interface Json {
   expected: { errno: { name: string; number: number } | null; outcome: string };
   measured: { errno: { name: string; number: number } | null; outcome: string | null; seconds: number | null };
   checks: { says: string; status: string; reason?: string }[];
+  figures: { stat: string; label: string; value: number | null }[];
   mode: string;
 }
 
 function checkRun(results: Json[], mode: string): void {
-  assert.deepEqual(results.map((r) => r.id).sort(), Object.keys(SPEC).sort(), 'the run covers exactly sections A, B and F');
+  assert.deepEqual(results.map((r) => r.id).sort(), Object.keys(SPEC).sort(), 'the run covers exactly sections A, B, E and F');
   const problems: string[] = [];
   for (const r of results) {
     const spec = SPEC[r.id]!;
@@ -75,6 +104,11 @@ function checkRun(results: Json[], mode: string): void {
     } else if (r.measured.outcome !== spec.outcome) {
       problems.push(`${r.id}: measured outcome ${r.measured.outcome}, expected ${spec.outcome}`);
     }
+    if (spec.figure) {
+      const { stat, label, band: [lo, hi] } = spec.figure;
+      const f = r.figures.find((x) => x.stat === stat && x.label === label);
+      if (!f || f.value === null || f.value < lo || f.value > hi) problems.push(`${r.id}: ${stat} ${label} ${f?.value ?? 'missing'}, outside ${lo}-${hi}`);
+    }
     const band = TIMES[r.id];
     if (band && (r.measured.seconds === null || r.measured.seconds < band[0] || r.measured.seconds > band[1])) {
       problems.push(`${r.id}: ${r.measured.seconds} s, outside ${band[0]}-${band[1]} s`);
@@ -84,7 +118,7 @@ function checkRun(results: Json[], mode: string): void {
 }
 
 async function runAll(as: 'self' | 'user', mode: string, t: { diagnostic(m: string): void }): Promise<void> {
-  const run = await runCli(['run', '--section', 'connect,established,detection', '--json'], as);
+  const run = await runCli(['run', '--section', 'connect,established,pitfalls,detection', '--json'], as);
   const summary = run.stderr.split('\n').find((l) => l.startsWith('tcp-lab:')) ?? run.stderr.slice(-500);
   t.diagnostic(`${mode}: ${summary}`);
   let results: Json[];
@@ -98,7 +132,7 @@ async function runAll(as: 'self' | 'user', mode: string, t: { diagnostic(m: stri
   assert.deepEqual(await settledLeftovers(), [], 'nothing left behind after run --all');
 }
 
-describe('sections A, B and F, run for real', () => {
+describe('sections A, B, E and F, run for real', () => {
   before(() => {
     if (isRoot) ensureTestUser();
   });

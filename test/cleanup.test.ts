@@ -9,13 +9,14 @@ import { ensureTestUser, isRoot, leftovers, settledLeftovers, spawnCli } from '.
 
 async function killMidRun(as: 'self' | 'user'): Promise<string[]> {
   assert.deepEqual(leftovers(), [], 'the machine is clean before the test');
-  // Long scenarios, several at once: all of them hold namespaces, rules and programs.
-  const child = spawnCli(['run', 'half-open-idle', 'drop-with-traffic', 'keepalive-detects', 'write-timeout-buffer-full', '--jobs', '4'], as);
+  // Long scenarios, several at once: all of them hold namespaces, rules and programs; the
+  // supervisor's worker is a grandchild of the namespace's init, blocked in connect().
+  const child = spawnCli(['run', 'half-open-idle', 'drop-with-traffic', 'keepalive-detects', 'write-timeout-buffer-full', 'connect-no-timeout', '--jobs', '5'], as);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   // Wait until the runs are well under way: the programs exist inside the namespaces.
   const deadline = Date.now() + 15_000;
-  while (leftovers().filter((l) => l.includes('samples/python/')).length < 6) {
+  while (leftovers().filter((l) => l.includes('samples/python/')).length < 8) {
     if (Date.now() > deadline || child.exitCode !== null) assert.fail(`the scenarios did not get going: ${stderr.slice(-1000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -5,7 +5,7 @@ import { installHint, labEnv } from './exec';
 
 /** The programs a single-host scenario runs, inside or outside the namespace. */
 export function requiredTools(firewall: 'iptables' | 'nft', python = 'python3'): string[] {
-  return ['unshare', 'nsenter', 'ip', 'sysctl', firewall, python];
+  return ['unshare', 'nsenter', 'ip', 'ss', 'sysctl', firewall, python];
 }
 
 /** Which of `tools` are not executable anywhere on `path` (absolute names are checked as they are). */

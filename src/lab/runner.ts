@@ -11,11 +11,11 @@ import { describe as describeRule, parseRule, RuleSet, type AppliedRule, type Ba
 import { pythonSample } from './samples';
 import { Sandbox, type SandboxMode } from './sandbox';
 import { PORT } from './scenarios/common';
-import type { Action, Band, DefaultFigure, Fix, ProcSpec, Scenario, Section } from './scenarios/types';
+import { LISTENERS, type Action, type Band, type DefaultFigure, type Fix, type MatrixCell, type ProcSpec, type Scenario, type Section, type Stat } from './scenarios/types';
 import { readTimers, setSysctl } from './sysctl';
 import { makeRunDir } from './tempDirs';
 import { LINUX_DEFAULTS, type KernelTimers } from './timers';
-import { DELIVERY_GRACE, evaluate, matches, type CheckResult, type Evaluation } from './verdict';
+import { computeStat, DELIVERY_GRACE, evaluate, matches, type CheckResult, type Evaluation } from './verdict';
 
 export interface RunOptions {
   log: Logger;
@@ -44,6 +44,18 @@ export interface ErrnoValue {
   number: number;
 }
 
+/** A statistic over the run's events, as the result shows it. */
+export interface Figure {
+  label: string;
+  stat: Stat['stat'];
+  value: number | null;
+  unit: string;
+  samples: number;
+}
+
+/** Kernel state sampled during the run: [seconds since the start, value]. */
+export type Series = [number, number][];
+
 export interface ScenarioResult {
   id: string;
   title: string;
@@ -63,6 +75,11 @@ export interface ScenarioResult {
   fixes: readonly Fix[];
   /** Why the lab itself could not run the scenario (not a kernel outcome). */
   error?: string;
+  /** Medians, percentiles and peaks over the run (checked or only shown). */
+  figures: Figure[];
+  /** Sampled kernel state, e.g. `time-wait`: the TIME-WAIT socket count over time. */
+  series: Record<string, Series>;
+  matrix?: MatrixCell;
   events: AppEvent[];
   output: Record<string, string>;
 }
@@ -94,6 +111,11 @@ class ScenarioRun {
   private defaults: KernelTimers | undefined;
   private inForce: KernelTimers | undefined;
   private wake: (() => void) | undefined;
+  private sampling: Promise<void> | undefined;
+  private stopSampling = false;
+  private sampleQueue: Promise<void> = Promise.resolve();
+  private started = 0;
+  private readonly series: Record<string, Series> = {};
   private actionError: unknown;
   private readonly log: Logger;
 
@@ -103,6 +125,7 @@ class ScenarioRun {
 
   async execute(started: number): Promise<ScenarioResult> {
     const s = this.scenario;
+    this.started = started;
     let evaluation: Evaluation | undefined;
     let error: string | undefined;
     try {
@@ -120,6 +143,7 @@ class ScenarioRun {
     const s = this.scenario;
     const sandbox = (this.sandbox = await Sandbox.create({ log: this.log, mode: this.options.mode, label: s.id }));
     this.store.add(sandbox);
+    for (const address of s.addresses ?? []) await sandbox.exec(['ip', 'addr', 'add', address, 'dev', 'lo']);
     this.defaults = await readTimers(sandbox.exec);
     for (const [name, value] of Object.entries(s.sysctls ?? {})) {
       await setSysctl(sandbox.exec, name, value);
@@ -135,10 +159,15 @@ class ScenarioRun {
     this.store.add(await AppEventServer.listen(this.socketPath, (e) => this.record(e), this.log));
 
     this.mark('begin', {});
+    if (s.watch?.length) {
+      // Disposed before the namespace (reverse order): the last sample must not race its end.
+      this.sampling = this.sampleLoop();
+      this.store.add({ dispose: async () => { this.stopSampling = true; await this.sampling; } });
+    }
     let begun = false;
     for (const spec of s.procs) {
       if (spec.start === 'later') continue;
-      if (spec.program === 'client' && !begun) {
+      if (!LISTENERS.has(spec.program) && !begun) {
         await this.runBeginTriggers();
         begun = true;
       }
@@ -154,7 +183,8 @@ class ScenarioRun {
   /** Starts a program and, for a server or proxy, waits until it listens. */
   private async start(spec: ProcSpec): Promise<void> {
     const sandbox = this.sandbox!;
-    const argv = sandbox.enter([this.options.python ?? 'python3', pythonSample(spec.program), ...spec.args, '--name', spec.name, '--events', this.socketPath]);
+    // The lab's options first: a supervisor passes everything after its `--` to its worker.
+    const argv = sandbox.enter([this.options.python ?? 'python3', pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
     const listensBefore = this.events.filter((e) => e.proc === spec.name && e.type === 'listening').length;
     const proc = spawnInPty(spec.name, argv, this.log);
     this.procs.set(spec.name, proc);
@@ -167,13 +197,49 @@ class ScenarioRun {
       this.lastExit = monotonic();
       this.wake?.();
     });
-    if (spec.program === 'client') return;
+    if (!LISTENERS.has(spec.program)) return;
     const deadline = monotonic() + 5;
     while (this.events.filter((e) => e.proc === spec.name && e.type === 'listening').length === listensBefore) {
       if (proc.exitInfo || monotonic() > deadline) {
         throw new LabError(`${spec.name} did not start listening${proc.exitInfo ? ` (exit ${proc.exitInfo.code})` : ' within 5 s'}: ${proc.output.trim().slice(-400)}`);
       }
       await sleep(10);
+    }
+  }
+
+  /** Samples what the scenario watches every 100 ms until disposed; a change is a `lab` event. */
+  private async sampleLoop(): Promise<void> {
+    while (!this.stopSampling && this.sandbox?.alive) {
+      try {
+        await this.sample();
+      } catch (e) {
+        if (this.stopSampling || !this.sandbox?.alive) return;
+        this.log.warn(`[${this.scenario.id}] sampling stopped: ${e instanceof Error ? e.message : e}`);
+        return;
+      }
+      await sleep(100);
+    }
+  }
+
+  /** One sample at a time: the loop and the final sample before judging never interleave. */
+  private sample(): Promise<void> {
+    const next = this.sampleQueue.then(() => this.sampleOnce());
+    this.sampleQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async sampleOnce(): Promise<void> {
+    for (const w of this.scenario.watch ?? []) {
+      const t = monotonic();
+      // `ss state time-wait` lists the sockets the kernel keeps for TCP_TIMEWAIT_LEN after an
+      // active close; -H drops the header line, so the count is the line count.
+      const out = await this.sandbox!.exec(['ss', '-H', '-t', '-a', '-n', 'state', w]);
+      const count = out.stdout.split('\n').filter((l) => l.trim()).length;
+      const points = (this.series[w] ??= []);
+      const last = points.at(-1);
+      if (last && last[1] === count) continue;
+      points.push([t - this.started, count]);
+      this.mark(w, { count }, t);
     }
   }
 
@@ -250,7 +316,7 @@ class ScenarioRun {
     const s = this.scenario;
     const timers = this.inForce!;
     const deadline = started + (typeof s.deadline === 'function' ? s.deadline(timers) : s.deadline);
-    const clients = s.procs.filter((p) => p.program === 'client').map((p) => p.name);
+    const clients = s.procs.filter((p) => !LISTENERS.has(p.program)).map((p) => p.name);
     let lastProgress = 0;
     for (;;) {
       if (this.actionError) throw this.actionError;
@@ -259,6 +325,8 @@ class ScenarioRun {
       // Once every client has exited (and its last events had time to arrive), nothing more will come.
       const clientsGone = clients.every((n) => this.exited.has(n)) && now - this.lastExit > DELIVERY_GRACE;
       const finished = now >= deadline || cancelled || clientsGone;
+      // The series' last word before judging: the sampler may be between two samples.
+      if (finished && this.sampling && this.sandbox?.alive) await this.sample().catch(() => undefined);
       const ev = evaluate(s.expect, this.events, timers, { start: started, now, finished, exited: this.exited });
       if (ev.done || finished) {
         if (cancelled) throw new LabError('cancelled');
@@ -267,7 +335,8 @@ class ScenarioRun {
       if (this.options.onProgress && now - lastProgress >= 0.25) {
         lastProgress = now;
         const waiting = ev.checks.find((c) => c.status === 'pending');
-        this.options.onProgress({ id: s.id, elapsed: now - started, waitingFor: waiting?.says ?? null, band: waiting?.band ?? null });
+        // A stat's band is in its own unit (ms, sockets), not seconds from now: not a time to wait for.
+        this.options.onProgress({ id: s.id, elapsed: now - started, waitingFor: waiting?.says ?? null, band: waiting?.unit ? null : waiting?.band ?? null });
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 50);
@@ -293,10 +362,13 @@ class ScenarioRun {
     const primaryIndex = Math.max(0, s.expect.findIndex((c) => c.primary));
     const check = s.expect[primaryIndex]!;
     const got = checks[primaryIndex];
-    const expectedErrno = check.kind === 'quiet' ? undefined : check.match.errno;
+    const expectedErrno = check.kind === 'quiet' || check.kind === 'stat' ? undefined : check.match.errno;
     const errnoOf = (name: unknown): ErrnoValue | null =>
       typeof name === 'string' ? { name, number: errnoNumber(name) ?? -1 } : null;
-    const band = got?.band ?? (check.kind === 'quiet' ? [check.for, Infinity] as const : null);
+    const band = check.kind === 'stat' ? null : got?.band ?? (check.kind === 'quiet' ? [check.for, Infinity] as const : null);
+    const outcome = check.kind === 'quiet' ? 'quiet' : check.kind === 'stat' ? `${check.stat} ${check.label}` : check.match.type;
+    const measuredOutcome = check.kind === 'quiet' ? (got?.status === 'pass' ? 'quiet' : got?.event?.type ?? null)
+      : check.kind === 'stat' ? (got?.observed ? outcome : null) : got?.event?.type ?? null;
     // Output of programs still running, after that of earlier runs of the same role; a copy,
     // since the exit handlers keep appending during teardown.
     const output: Record<string, string> = { ...this.outputs };
@@ -307,18 +379,18 @@ class ScenarioRun {
       section: s.section,
       verdict: ev?.verdict === 'pass' && !error ? 'pass' : 'fail',
       expected: {
-        outcome: check.kind === 'quiet' ? 'quiet' : check.match.type,
+        outcome,
         errno: errnoOf(expectedErrno),
         seconds: band,
         says: got?.says ?? check.says ?? '',
       },
       measured: {
-        outcome: check.kind === 'quiet' ? (got?.status === 'pass' ? 'quiet' : got?.event?.type ?? null) : got?.event?.type ?? null,
+        outcome: measuredOutcome,
         errno: errnoOf(got?.event?.name),
-        seconds: got?.seconds ?? null,
+        seconds: check.kind === 'stat' ? null : got?.seconds ?? null,
         says: got?.observed ?? null,
       },
-      checks,
+      checks: checks.map((c, i) => (i === primaryIndex ? { ...c, primary: true } : c)),
       applied: [...this.applied.values()].map((a) => ({
         id: a.id,
         command: describeRule(a.rule, a.backend),
@@ -332,9 +404,27 @@ class ScenarioRun {
       explanation: s.explanation,
       fixes: s.fixes,
       ...(error ? { error } : {}),
+      figures: this.figures(),
+      series: this.series,
+      ...(s.matrix ? { matrix: s.matrix } : {}),
       events: [...this.events].sort((a, b) => a.t - b.t),
       output,
     };
+  }
+
+  /** The stats the checks judge, then those only shown, each once. */
+  private figures(): Figure[] {
+    const stats: Stat[] = [...this.scenario.expect.filter((c) => c.kind === 'stat'), ...(this.scenario.figures ?? [])];
+    const seen = new Set<string>();
+    const out: Figure[] = [];
+    for (const st of stats) {
+      const key = `${st.proc}/${st.type}/${st.field}/${st.stat}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const { value, samples } = computeStat(this.events, st);
+      out.push({ label: st.label, stat: st.stat, value, unit: st.unit, samples });
+    }
+    return out;
   }
 
   async dispose(): Promise<void> {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { AppEvent } from './appEvents';
 import type { Check } from './scenarios/types';
 import { LINUX_DEFAULTS } from './timers';
-import { evaluate } from './verdict';
+import { computeStat, evaluate } from './verdict';
 
 const ev = (t: number, proc: string, type: string, extra: Partial<AppEvent> = {}): AppEvent => ({ t, proc, type, ...extra });
 const timeout: Check[] = [{
@@ -67,4 +67,43 @@ test('a reconnecting client\'s refused connects do not end the wait for its reco
   assert.equal(evaluate(seq, events, LINUX_DEFAULTS, opts(100.5)).verdict, 'pending');
   const r = evaluate(seq, [...events, ev(101, 'client', 'connected')], LINUX_DEFAULTS, opts(101.1));
   assert.equal(r.verdict, 'pass');
+});
+
+const responses = (tooks: number[]) => tooks.map((took, i) => ev(100 + i * 0.05, 'client', 'response', { took, n: i + 1 }));
+const median: Check[] = [{ kind: 'stat', proc: 'client', type: 'response', field: 'took', stat: 'median', unit: 's', label: 'per request', within: [0.035, 0.12], minSamples: 5 }];
+
+test('a median is judged only once the run is over, then against its band', () => {
+  const events = responses([0.0003, 0.041, 0.042, 0.040, 0.044, 0.043]);
+  assert.equal(evaluate(median, events, LINUX_DEFAULTS, opts(101)).verdict, 'pending');
+  const r = evaluate(median, events, LINUX_DEFAULTS, opts(101, true));
+  assert.equal(r.verdict, 'pass');
+  assert.equal(r.checks[0]!.seconds, 0.0415);
+  assert.equal(r.checks[0]!.observed, '41.5 ms (6 samples)');
+});
+
+test('a fast median fails a stall band, and too few samples fail whatever the value', () => {
+  const fast = evaluate(median, responses([0.0002, 0.0003, 0.0002, 0.0004, 0.0002]), LINUX_DEFAULTS, opts(101, true));
+  assert.equal(fast.verdict, 'fail');
+  assert.match(fast.checks[0]!.reason!, /0\.20 ms, expected 35\.0 ms to 120\.0 ms/);
+  const few = evaluate(median, responses([0.04, 0.04]), LINUX_DEFAULTS, opts(101, true));
+  assert.equal(few.verdict, 'fail');
+  assert.match(few.checks[0]!.reason!, /only 2 samples, 5 needed/);
+});
+
+test('a peak count: the most the series reached, in sockets', () => {
+  const peak: Check[] = [{ kind: 'stat', proc: 'lab', type: 'time-wait', field: 'count', stat: 'max', unit: 'sockets', label: 'TIME-WAIT sockets', within: [5, 5] }];
+  const counts = [0, 2, 5, 5, 4].map((count, i) => ev(100 + i, 'lab', 'time-wait', { count }));
+  assert.equal(evaluate(peak, counts, LINUX_DEFAULTS, opts(106, true)).verdict, 'pass');
+  const over = evaluate(peak, [...counts, ev(106, 'lab', 'time-wait', { count: 6 })], LINUX_DEFAULTS, opts(107, true));
+  assert.equal(over.verdict, 'fail');
+  assert.equal(over.checks[0]!.reason, '6 sockets, expected exactly 5 sockets');
+});
+
+test('percentiles are nearest-rank: p95 of 1..40 ms is 38 ms', () => {
+  const values = Array.from({ length: 40 }, (_, i) => (i + 1) / 1000);
+  const stat = (s: 'p95' | 'median' | 'max' | 'count') => computeStat(responses(values), { proc: 'client', type: 'response', field: 'took', stat: s, unit: 's', label: '' }).value;
+  assert.equal(stat('p95'), 0.038);
+  assert.equal(stat('median'), 0.0205);
+  assert.equal(stat('max'), 0.04);
+  assert.equal(stat('count'), 40);
 });

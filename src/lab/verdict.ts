@@ -1,6 +1,6 @@
 import type { AppEvent } from './appEvents';
 import { errnoNumber, formatErrno } from './errno';
-import type { Band, Check, Match } from './scenarios/types';
+import type { Band, Check, Match, Stat } from './scenarios/types';
 import type { KernelTimers } from './timers';
 
 /** Seconds allowed for an event to travel from a sample to the lab before a band is judged missed. */
@@ -21,6 +21,10 @@ export interface CheckResult {
   observed: string | null;
   event: AppEvent | null;
   reason?: string;
+  /** Set on the check whose figure is the scenario's headline. */
+  primary?: boolean;
+  /** A stat check's unit (`s`, `sockets`); its band is in that unit. */
+  unit?: string;
 }
 
 export function matches(e: AppEvent, m: Match): boolean {
@@ -64,6 +68,46 @@ function findMatch(events: readonly AppEvent[], m: Match, from: number): AppEven
   return undefined;
 }
 
+export interface StatValue {
+  value: number | null;
+  samples: number;
+}
+
+/** The events `s` names, in time order, reduced to the statistic (nearest-rank percentiles). */
+export function computeStat(events: readonly AppEvent[], s: Stat): StatValue {
+  const values = events
+    .filter((e) => e.proc === s.proc && e.type === s.type && typeof e[s.field] === 'number')
+    .map((e) => e[s.field] as number);
+  if (s.stat === 'count') return { value: values.length, samples: values.length };
+  if (values.length === 0) return { value: null, samples: 0 };
+  const sorted = [...values].sort((a, b) => a - b);
+  const n = sorted.length;
+  const rank = (p: number) => sorted[Math.max(0, Math.ceil(p * n) - 1)]!;
+  const value = s.stat === 'max' ? sorted[n - 1]! : s.stat === 'min' ? sorted[0]! : s.stat === 'p95' ? rank(0.95)
+    : n % 2 ? sorted[(n - 1) / 2]! : (sorted[n / 2 - 1]! + sorted[n / 2]!) / 2;
+  return { value, samples: n };
+}
+
+/** `41.2 ms`, `10 sockets`. */
+export function formatStat(value: number | null, unit: string): string {
+  if (value === null) return 'none';
+  if (unit !== 's') return `${Number.isInteger(value) ? value : value.toFixed(1)} ${value === 1 && unit.endsWith('s') ? unit.slice(0, -1) : unit}`;
+  if (value >= 1) return `${value.toFixed(2)} s`;
+  const ms = value * 1000;
+  return `${ms >= 10 ? ms.toFixed(1) : ms >= 0.1 ? ms.toFixed(2) : ms.toFixed(3)} ms`;
+}
+
+/** `exactly 10 sockets`, `at most 5.00 ms`, `35.0 ms to 120.0 ms`. */
+export function formatBand(b: Band, unit: string): string {
+  if (b[0] === b[1]) return `exactly ${formatStat(b[0], unit)}`;
+  if (b[0] === 0) return `at most ${formatStat(b[1], unit)}`;
+  return `${formatStat(b[0], unit)} to ${formatStat(b[1], unit)}`;
+}
+
+export function describeStat(s: Stat): string {
+  return `${s.stat} ${s.label}`;
+}
+
 export interface Evaluation {
   done: boolean;
   verdict: 'pass' | 'fail' | 'pending';
@@ -91,11 +135,33 @@ export function evaluate(
   let pending = false;
   for (const check of checks) {
     const base = {
-      says: check.says ?? (check.kind === 'quiet' ? `no ${check.types.join('/')} from ${check.proc} for ${check.for} s` : describeMatch(check.match)),
-      expected: check.kind === 'quiet' ? `${check.proc} quiet for ${check.for} s` : describeMatch(check.match),
+      says: check.says ?? (check.kind === 'quiet' ? `no ${check.types.join('/')} from ${check.proc} for ${check.for} s`
+        : check.kind === 'stat' ? describeStat(check) : describeMatch(check.match)),
+      expected: check.kind === 'quiet' ? `${check.proc} quiet for ${check.for} s`
+        : check.kind === 'stat' ? `${describeStat(check)}: ${formatBand(check.within, check.unit)}` : describeMatch(check.match),
     };
     if (failed || pending) {
       results.push({ ...base, status: 'not-reached', band: null, seconds: null, observed: null, event: null });
+      continue;
+    }
+    if (check.kind === 'stat') {
+      // A figure over the whole run: later events change it, so it waits for the end.
+      if (!options.finished) {
+        results.push({ ...base, status: 'pending', band: check.within, seconds: null, observed: null, event: null, unit: check.unit });
+        pending = true;
+        continue;
+      }
+      const { value, samples } = computeStat(sorted, check);
+      // A median or percentile says how many values it summarises; a peak or a count does not need to.
+      const observed = check.stat === 'median' || check.stat === 'p95' ? `${formatStat(value, check.unit)} (${samples} samples)` : formatStat(value, check.unit);
+      const few = samples < (check.minSamples ?? 1);
+      const inBand = value !== null && value >= check.within[0] && value <= check.within[1];
+      const ok = inBand && !few;
+      results.push({
+        ...base, status: ok ? 'pass' : 'fail', band: check.within, seconds: check.unit === 's' ? value : null, observed, event: null, unit: check.unit,
+        ...(ok ? {} : { reason: few ? `only ${samples} samples, ${check.minSamples} needed` : `${formatStat(value, check.unit)}, expected ${formatBand(check.within, check.unit)}` }),
+      });
+      if (!ok) failed = true;
       continue;
     }
     let from = previous;

@@ -2,12 +2,13 @@ import { LabError } from '../errors';
 import { connectScenarios } from './connect';
 import { detectionScenarios } from './detection';
 import { establishedScenarios } from './established';
+import { pitfallsScenarios } from './pitfalls';
 import type { Scenario } from './types';
 
 export * from './types';
 
 /** The catalog, in the order of SCENARIOS.md. */
-export const CATALOG: readonly Scenario[] = [...connectScenarios, ...establishedScenarios, ...detectionScenarios];
+export const CATALOG: readonly Scenario[] = [...connectScenarios, ...establishedScenarios, ...pitfallsScenarios, ...detectionScenarios];
 
 export function findScenario(id: string): Scenario {
   const s = CATALOG.find((x) => x.id === id);
@@ -21,3 +22,4 @@ export function findScenario(id: string): Scenario {
   }
   return s;
 }
+

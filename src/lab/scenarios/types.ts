@@ -13,8 +13,14 @@ export const SECTION_TITLES: Record<Section, string> = {
   detection: 'F. Detecting a dead connection',
 };
 
-/** The sample programs in samples/python/. */
-export type Program = 'server' | 'client' | 'proxy';
+/**
+ * The sample programs in samples/python/. A `supervisor` runs a client as its worker (events
+ * under the worker's name) and kills it when it stays silent too long.
+ */
+export type Program = 'server' | 'client' | 'proxy' | 'supervisor';
+
+/** Programs the runner starts and waits for until they listen; the others run to their end. */
+export const LISTENERS: ReadonlySet<Program> = new Set(['server', 'proxy']);
 
 export interface ProcSpec {
   /** Role name: events from this process carry it as `proc`. */
@@ -82,7 +88,42 @@ export interface QuietCheck {
   says?: string;
 }
 
-export type Check = EventCheck | QuietCheck;
+/**
+ * A figure computed over many events: the median of the client's per-request times, the peak
+ * of the TIME-WAIT count. Judged once the run has finished, since later events change it.
+ */
+export interface Stat {
+  proc: string;
+  type: string;
+  /** The numeric event field: `took`, `count`. */
+  field: string;
+  stat: 'median' | 'p95' | 'max' | 'min' | 'count';
+  /** `s` (shown as ms below 1 s) or a noun: `sockets`, `requests`. */
+  unit: string;
+  /** `per request`, `TIME-WAIT sockets at the peak`. */
+  label: string;
+}
+
+export interface StatCheck extends Stat {
+  kind: 'stat';
+  within: Band;
+  /** Fewer samples than this and the figure means nothing: the check fails. */
+  minSamples?: number;
+  primary?: boolean;
+  says?: string;
+}
+
+export type Check = EventCheck | QuietCheck | StatCheck;
+
+/** A scenario as one cell of a table of variants (the Nagle matrix). */
+export interface MatrixCell {
+  matrix: string;
+  row: string;
+  column: string;
+}
+
+/** A series the runner samples from the kernel while the scenario runs. */
+export type Watch = 'time-wait';
 
 export interface Fix {
   /** `setsockopt(TCP_USER_TIMEOUT, 10000)`, `sysctl net.ipv4.tcp_retries2=8`, or prose. */
@@ -113,6 +154,13 @@ export interface Scenario {
   explanation: string;
   defaults: (defaults: KernelTimers) => DefaultFigure;
   fixes: readonly Fix[];
+  /** Extra addresses on `lo` inside the namespace (a non-loopback address on one host). */
+  addresses?: readonly string[];
+  /** Kernel state sampled during the run; each change becomes a `lab` event (`time-wait` {count}). */
+  watch?: readonly Watch[];
+  /** Figures shown with the result beside those the checks judge. */
+  figures?: readonly Stat[];
+  matrix?: MatrixCell;
   /** Programs the scenario needs beyond the basics (e.g. `nginx`). */
   requires?: readonly string[];
 }

@@ -1,0 +1,41 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ScenarioResult } from './lab/runner';
+import { formatFigures, formatMatrices, formatSeries } from './report';
+
+test('a TIME-WAIT series draws as a rising curve with its peak and when', () => {
+  const line = formatSeries([[0.1, 0], [0.3, 4], [0.5, 10]], 1.0, 10);
+  assert.equal(line, '▁▁▄▄██████  0 -> peak 10 at 0.50 s, 10 at the end (over 1.0 s)');
+});
+
+test('the Nagle cells make one table: rows by writes, columns by connection style', () => {
+  const cell = (row: string, column: string, median: number, p95: number, verdict: 'pass' | 'fail' = 'pass') => ({
+    verdict,
+    matrix: { matrix: 'Nagle', row, column },
+    figures: [
+      { label: 'per request', stat: 'median', value: median, unit: 's', samples: 40 },
+      { label: 'per request', stat: 'p95', value: p95, unit: 's', samples: 40 },
+    ],
+  }) as unknown as ScenarioResult;
+  const table = formatMatrices([
+    cell('two writes', 'keep-alive', 0.0412, 0.0441),
+    cell('two writes', 'new connection', 0.00019, 0.0003),
+    cell('one write', 'keep-alive', 0.00002, 0.00005, 'fail'),
+  ]).split('\n');
+  assert.equal(table[0], 'Nagle: median per request (95th percentile)');
+  assert.match(table[1]!, /^\s+keep-alive\s+new connection$/);
+  assert.match(table[2]!, /^  two writes\s+41\.2 ms \(p95 44\.1 ms\)\s+0\.19 ms \(p95 0\.30 ms\)$/);
+  assert.match(table[3]!, /^  one write\s+0\.020 ms \(p95 0\.050 ms\) FAIL\s+-$/);
+});
+
+test('a single cell is not a matrix', () => {
+  assert.equal(formatMatrices([{ verdict: 'pass', matrix: { matrix: 'Nagle', row: 'a', column: 'b' }, figures: [] } as unknown as ScenarioResult]), '');
+});
+
+test('figures read by what they measure', () => {
+  const f = (label: string, stat: 'median' | 'p95' | 'max' | 'count', value: number, unit: string) => ({ label, stat, value, unit, samples: 40 });
+  assert.equal(
+    formatFigures([f('answered', 'count', 40, 'requests'), f('per request', 'median', 0.0437, 's'), f('per request', 'p95', 0.0473, 's'), f('TIME-WAIT sockets', 'max', 10, 'sockets')]),
+    '40 requests answered; per request: median 43.7 ms, p95 47.3 ms (40 samples); TIME-WAIT sockets: peak 10 sockets',
+  );
+});
