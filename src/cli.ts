@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { LabError } from './lab/errors';
 import { Logger, stderrSink } from './lab/log';
 import { runScenario, type Progress, type ScenarioResult } from './lab/runner';
-import { CATALOG, findScenario, SECTION_TITLES, type Scenario, type Section } from './lab/scenarios';
+import { CATALOG, findScenario, SECTION_TITLES, startOrder, type Scenario, type Section } from './lab/scenarios';
 import { monotonic } from './lab/clock';
 import { parseArgs, USAGE, type CliOptions } from './cliArgs';
 import { formatMatrices, formatResult, resultJson } from './report';
@@ -79,10 +79,11 @@ async function run(scenarios: Scenario[], o: CliOptions): Promise<number> {
 
   const t0 = monotonic();
   const results: ScenarioResult[] = new Array(scenarios.length);
+  const order = o.jobs > 1 ? startOrder(scenarios) : scenarios.map((_, i) => i);
   let next = 0;
   const worker = async () => {
     while (next < scenarios.length && !controller.signal.aborted) {
-      const i = next++;
+      const i = order[next++]!;
       const s = scenarios[i]!;
       progress.started(s.id);
       const r = await runScenario(s, {

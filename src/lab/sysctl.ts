@@ -74,6 +74,19 @@ const TIMER_SYSCTLS: Record<keyof KernelTimers, string> = {
   finTimeout: 'net.ipv4.tcp_fin_timeout',
 };
 
+/**
+ * The timers a scenario's sysctls would give on a kernel with the Linux defaults: for
+ * estimates made before any namespace exists (readTimers gives the real ones).
+ */
+export function timersWith(sysctls: Readonly<Record<string, SysctlValue>> = {}): KernelTimers {
+  const timers = { ...LINUX_DEFAULTS };
+  for (const [key, name] of Object.entries(TIMER_SYSCTLS) as [keyof KernelTimers, string][]) {
+    const v = sysctls[name];
+    if (typeof v === 'number') timers[key] = v;
+  }
+  return timers;
+}
+
 /** The timers in force inside a namespace. */
 export async function readTimers(exec: Exec): Promise<KernelTimers> {
   const values = await readSysctls(exec, Object.values(TIMER_SYSCTLS));

@@ -3,6 +3,7 @@ import { connectScenarios } from './connect';
 import { detectionScenarios } from './detection';
 import { establishedScenarios } from './established';
 import { pitfallsScenarios } from './pitfalls';
+import { timersWith } from '../sysctl';
 import type { Scenario } from './types';
 
 export * from './types';
@@ -23,3 +24,15 @@ export function findScenario(id: string): Scenario {
   return s;
 }
 
+/** How long a scenario may run: its deadline, with its own sysctls over the Linux defaults. */
+export function deadlineOf(s: Scenario): number {
+  return typeof s.deadline === 'function' ? s.deadline(timersWith(s.sysctls)) : s.deadline;
+}
+
+/**
+ * The order to start scenarios in when several run at once: longest first (by deadline), so a
+ * long one does not start last and stretch the run's tail. Returns indices into `scenarios`.
+ */
+export function startOrder(scenarios: readonly Scenario[]): number[] {
+  return scenarios.map((s, i) => [deadlineOf(s), i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]).map(([, i]) => i);
+}

@@ -177,7 +177,7 @@ const timeWaitScenarios: Scenario[] = [
       { match: on.client('error', { op: 'connect', errno: 'EADDRNOTAVAIL' }), within: AT_ONCE, primary: true, says: 'the 11th connect(): every port of the range is in TIME-WAIT' },
       timeWaitPeak([10, 10], 'one TIME-WAIT socket per port of the range'),
     ],
-    deadline: 10,
+    deadline: 6,
     explanation:
       'The side that closes first keeps the connection in TIME-WAIT for 60 s (TCP_TIMEWAIT_LEN, twice the maximum segment life), so a late segment of the old connection cannot be taken for part of a new one on the same four addresses and ports, and so a lost last ACK can be answered again. ' +
       'A client that opens a new connection per request, to one server address and port, leaves one port in TIME-WAIT per request; once the whole ephemeral range is waiting, connect() finds no free port and fails with EADDRNOTAVAIL ("cannot assign requested address"). ' +
@@ -199,7 +199,7 @@ const timeWaitScenarios: Scenario[] = [
       { match: on.client('connected', { nth: 2 }), within: [1.2, 1.8], primary: true, says: 'the 11th connect succeeds on a port taken over from a TIME-WAIT socket' },
       timeWaitPeak([10, 10], 'still one TIME-WAIT socket per port: the reused one is back in TIME-WAIT after its close'),
     ],
-    deadline: 10,
+    deadline: 6,
     explanation:
       'With tcp_tw_reuse=1 an outgoing connect() may take over the port of a TIME-WAIT socket to the same destination once the last TCP timestamp it got from the peer is over 1 s old (tcp_twsk_unique; recent kernels make the delay tunable as net.ipv4.tcp_tw_reuse_delay, in ms). ' +
       'It is safe because both ends use TCP timestamps: a segment of the old connection carries an older timestamp and is discarded (PAWS). It applies only to connect(), never to a server\'s accepted connections. ' +
@@ -220,7 +220,7 @@ const timeWaitScenarios: Scenario[] = [
       { match: on.client('error', { op: 'connect', errno: 'EADDRNOTAVAIL' }), within: [1.2, 1.8], primary: true, says: 'the 11th connect still finds no port: TIME-WAIT lasts 60 s' },
       timeWaitPeak([10, 10], 'ten TIME-WAIT sockets'),
     ],
-    deadline: 10,
+    deadline: 6,
     explanation:
       'Without tcp_tw_reuse a TIME-WAIT port to the same destination is free again only when its 60 s are over, whatever its age. The only way around it without the sysctl is not to close (a pool), or to close on the other side.',
     defaults: timeWaitDefaults,
@@ -243,7 +243,7 @@ const timeWaitScenarios: Scenario[] = [
       { match: on.client('error', { op: 'connect', errno: 'EADDRNOTAVAIL' }), within: [1.2, 1.8], primary: true, says: 'no reuse: the destination is not a loopback address' },
       timeWaitPeak([10, 10], 'ten TIME-WAIT sockets'),
     ],
-    deadline: 10,
+    deadline: 6,
     explanation:
       'tcp_tw_reuse=2, the default since Linux 4.19, allows the reuse of tcp_tw_reuse=1 only when the TIME-WAIT socket\'s addresses are loopback ones (127.0.0.0/8, ::1) or it is bound to the loopback device. ' +
       'Here both ends are on one host, but the address, 10.0.0.1, is not a loopback address, so the port is not reused and connect() fails as with 0. The same client against 127.0.0.1 would succeed: a test on localhost can hide the exhaustion production will see.',
@@ -262,7 +262,7 @@ const timeWaitScenarios: Scenario[] = [
       { match: on.client('connected', { nth: 20 }), says: 'all 20 connections succeed' },
       timeWaitPeak([5, 5], 'the count never goes above 5: the kernel destroys the others at once', true),
     ],
-    deadline: 10,
+    deadline: 6,
     explanation:
       'When tcp_max_tw_buckets TIME-WAIT sockets exist, the kernel does not create another: a closing connection goes straight to CLOSED (and "TCP: time wait bucket table overflow" is logged). ' +
       'That keeps the count, and the memory, bounded, but it throws away what TIME-WAIT is for: a delayed segment or a retransmitted FIN of the old connection can now meet a new connection on the same ports and reset it. A cap, not a fix; the default depends on memory (ip-sysctl.rst).',
@@ -281,7 +281,7 @@ const timeWaitScenarios: Scenario[] = [
       { kind: 'stat', proc: 'client', type: 'response', field: 'took', stat: 'count', unit: 'requests', label: 'answered', within: [20, 20], says: 'all 20 requests answered, where new connections failed at the 11th' },
       timeWaitPeak([0, 1], 'at most one TIME-WAIT socket: the pool\'s own connection, after its final close', true),
     ],
-    deadline: 10,
+    deadline: 6,
     explanation:
       'Reusing one connection for many requests costs no port per request: the TIME-WAIT count stays at zero until the pool closes its connection. It also saves the handshake\'s round trip and the slow start of each new connection. A real pool bounds idle connections and checks them before use (see the detection section).',
     defaults: () => ({ seconds: 0, how: 'no TIME-WAIT per request, whatever the timers' }),
@@ -344,7 +344,7 @@ function nagleCell(id: string, variant: Variant, column: keyof typeof COLUMNS, b
       },
     ],
     figures: [took('p95'), took('max')],
-    deadline: 15,
+    deadline: 8,
     matrix: cell,
     explanation: NAGLE + explanation,
     defaults: () => (stall
