@@ -11,9 +11,9 @@ import { ensureTestUser, isRoot, runCli, settledLeftovers } from './support/lab'
 type FigureSpec = { stat: string; label: string; band: [number, number] };
 type Expect = { errno?: [string, number]; outcome?: string; figure?: FigureSpec };
 const timeWait = (lo: number, hi = lo): FigureSpec => ({ stat: 'max', label: 'TIME-WAIT sockets', band: [lo, hi] });
-/** SCENARIOS.md: a median of 44 ms with the stall, 0.02-0.19 ms without. */
+/** SCENARIOS.md: a median of 44 ms with the stall, 0.02-0.19 ms without (under half the 40 ms timer). */
 const stall: FigureSpec = { stat: 'median', label: 'per request', band: [0.035, 0.12] };
-const fast: FigureSpec = { stat: 'median', label: 'per request', band: [0, 0.005] };
+const fast: FigureSpec = { stat: 'median', label: 'per request', band: [0, 0.02] };
 const SPEC: Record<string, Expect> = {
   'connect-refused': { errno: ['ECONNREFUSED', 111] },
   'reject-tcp-reset': { errno: ['ECONNREFUSED', 111] },
