@@ -12,6 +12,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { cliArgv, ensureTestUser, isRoot, TEST_USER } from '../test/support/lab';
+import { benchSsParse } from './ss';
 
 const sections = 'connect,established,pitfalls,detection';
 
@@ -52,6 +53,7 @@ function run(jobs: string[]): Run {
   return { wall, passed: results.filter((x) => x.verdict === 'pass').length, failed: results.filter((x) => x.verdict !== 'pass').map((x) => x.id) };
 }
 
+benchSsParse();
 const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
 const who = unprivileged ? `${TEST_USER} (rootless)` : `uid ${process.getuid?.()}`;
 console.log(`catalog sections ${sections} on ${cpus().length} cores, kernel ${kernel}, as ${who}, ${runs} run(s) of each`);
