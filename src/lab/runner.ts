@@ -12,7 +12,7 @@ import { pythonSample } from './samples';
 import { Sandbox, type SandboxMode } from './sandbox';
 import { PORT } from './scenarios/common';
 import { LISTENERS, type Action, type Band, type DefaultFigure, type Fix, type MatrixCell, type ProcSpec, type Scenario, type Section, type Stat } from './scenarios/types';
-import { readTimers, setSysctl } from './sysctl';
+import { readTimers, setSysctl, type SysctlValue } from './sysctl';
 import { makeRunDir } from './tempDirs';
 import { LINUX_DEFAULTS, type KernelTimers } from './timers';
 import { computeStat, DELIVERY_GRACE, evaluate, matches, type CheckResult, type Evaluation } from './verdict';
@@ -145,10 +145,7 @@ class ScenarioRun {
     this.store.add(sandbox);
     for (const address of s.addresses ?? []) await sandbox.exec(['ip', 'addr', 'add', address, 'dev', 'lo']);
     this.defaults = await readTimers(sandbox.exec);
-    for (const [name, value] of Object.entries(s.sysctls ?? {})) {
-      await setSysctl(sandbox.exec, name, value);
-      this.sysctlsSet[name] = Array.isArray(value) ? value.join(' ') : String(value);
-    }
+    for (const [name, value] of Object.entries(s.sysctls ?? {})) await this.setSysctl(name, value);
     this.inForce = s.sysctls ? await readTimers(sandbox.exec) : this.defaults;
     this.rules = new RuleSet(sandbox.exec, this.options.firewall ?? 'iptables', this.log);
     this.store.add({ dispose: async () => { await this.rules?.removeAll(); } });
@@ -205,6 +202,12 @@ class ScenarioRun {
       }
       await sleep(10);
     }
+  }
+
+  /** Sets a sysctl inside the namespace and keeps it for the result. */
+  private async setSysctl(name: string, value: SysctlValue): Promise<void> {
+    await setSysctl(this.sandbox!.exec, name, value);
+    this.sysctlsSet[name] = Array.isArray(value) ? value.join(' ') : String(value);
   }
 
   /** Samples what the scenario watches every 100 ms until disposed; a change is a `lab` event. */
@@ -303,8 +306,7 @@ class ScenarioRun {
         this.mark('started', { target: a.start }, t);
       } else {
         for (const [name, value] of Object.entries(a.sysctl)) {
-          await setSysctl(this.sandbox!.exec, name, value);
-          this.sysctlsSet[name] = Array.isArray(value) ? value.join(' ') : String(value);
+          await this.setSysctl(name, value);
           this.mark('sysctl', { name, value }, t);
         }
       }

@@ -199,30 +199,18 @@ function quotedTokens(text: string): string[] {
   return out;
 }
 
-const NUMERIC_DETAILS: Record<string, keyof TcpDetails> = {
-  rto: 'rto', ato: 'ato', mss: 'mss', cwnd: 'cwnd', ssthresh: 'ssthresh', unacked: 'unacked', lost: 'lost',
-  bytes_sent: 'bytesSent', bytes_acked: 'bytesAcked', bytes_received: 'bytesReceived', bytes_retrans: 'bytesRetrans',
-  segs_out: 'segsOut', segs_in: 'segsIn', lastsnd: 'lastsnd', lastrcv: 'lastrcv', lastack: 'lastack',
-};
-
-/** Reads the fields after the addresses (and the -i line) into `s`; returns a reason on failure. */
+/**
+ * The fields after the two addresses on a socket's own line (`-o`, `-e`, `-p`); the `-i`
+ * details come on the next line and go through readDetails. Returns a reason on failure.
+ */
 function readFields(s: SsSocket, fields: string[]): string | null {
-  for (let k = 0; k < fields.length; k++) {
-    const f = fields[k]!;
-    if (/^(<->|-->|<--|---)$/.test(f)) {
+  for (const f of fields) {
+    if (f === '<->' || f === '-->' || f === '<--' || f === '---') {
       s.shutdown = f;
       continue;
     }
     const colon = f.indexOf(':');
-    if (colon < 0) {
-      // `send 65482000000bps`, `pacing_rate 1bps`, `delivery_rate 1bps`: a word and its value.
-      if (/^(send|pacing_rate|delivery_rate)$/.test(f)) {
-        k++;
-        continue;
-      }
-      (s.details ??= { flags: [] }).flags.push(f);
-      continue;
-    }
+    if (colon < 0) continue;
     const name = f.slice(0, colon);
     const value = f.slice(colon + 1);
     const group = value.startsWith('(') && value.endsWith(')') ? value.slice(1, -1) : null;
@@ -252,27 +240,7 @@ function readFields(s: SsSocket, fields: string[]): string | null {
         if (!/^[0-9a-f]+$/.test(value)) return 'sk: not hex';
         s.sk = value;
         break;
-      case 'rtt': {
-        const m = /^([\d.]+)\/([\d.]+)$/.exec(value);
-        if (!m) return 'rtt: not rtt/rttvar';
-        const d = (s.details ??= { flags: [] });
-        d.rtt = Number(m[1]);
-        d.rttvar = Number(m[2]);
-        break;
-      }
-      case 'retrans': {
-        const m = /^(\d+)\/(\d+)$/.exec(value);
-        if (!m) return 'retrans: not current/total';
-        const d = (s.details ??= { flags: [] });
-        d.retrans = Number(m[1]);
-        d.retransTotal = Number(m[2]);
-        break;
-      }
-      default: {
-        const key = NUMERIC_DETAILS[name];
-        if (key && /^\d+(\.\d+)?$/.test(value)) (s.details ??= { flags: [] })[key] = Number(value) as never;
-        // Anything else (cgroup, v6only, wscale, bbr:(...), rcv_space...) is kept out: known to ss, not to the lab.
-      }
+      // Anything else (cgroup, v6only...) is known to ss, not needed by the lab.
     }
   }
   return null;
@@ -358,7 +326,7 @@ export function parseSs(text: string): SsParse {
   for (const line of text.split('\n')) {
     // ss pads its columns to the terminal's width: hundreds of trailing spaces per line.
     const raw = line.trimEnd();
-    if (raw === '' || raw.trimStart() === '') continue;
+    if (raw === '') continue;
     if (raw.startsWith('\t') || raw.startsWith(' ')) {
       // The -i details of the socket above.
       if (!current) {

@@ -74,27 +74,30 @@ const TIMER_SYSCTLS: Record<keyof KernelTimers, string> = {
   finTimeout: 'net.ipv4.tcp_fin_timeout',
 };
 
+/** KernelTimers from a lookup by sysctl name; undefined keeps the Linux default. */
+function timersFrom(lookup: (name: string) => number | undefined, linearMissing: boolean): KernelTimers {
+  const timers = { ...LINUX_DEFAULTS };
+  for (const [key, name] of Object.entries(TIMER_SYSCTLS) as [keyof KernelTimers, string][]) {
+    const v = lookup(name);
+    if (v !== undefined) timers[key] = v;
+    else if (key === 'synLinearTimeouts' && linearMissing) timers.synLinearTimeouts = null;
+  }
+  return timers;
+}
+
 /**
  * The timers a scenario's sysctls would give on a kernel with the Linux defaults: for
  * estimates made before any namespace exists (readTimers gives the real ones).
  */
 export function timersWith(sysctls: Readonly<Record<string, SysctlValue>> = {}): KernelTimers {
-  const timers = { ...LINUX_DEFAULTS };
-  for (const [key, name] of Object.entries(TIMER_SYSCTLS) as [keyof KernelTimers, string][]) {
-    const v = sysctls[name];
-    if (typeof v === 'number') timers[key] = v;
-  }
-  return timers;
+  return timersFrom((name) => (typeof sysctls[name] === 'number' ? sysctls[name] : undefined), false);
 }
 
-/** The timers in force inside a namespace. */
+/** The timers in force inside a namespace; a kernel without tcp_syn_linear_timeouts gives null. */
 export async function readTimers(exec: Exec): Promise<KernelTimers> {
   const values = await readSysctls(exec, Object.values(TIMER_SYSCTLS));
-  const timers = { ...LINUX_DEFAULTS };
-  for (const [key, name] of Object.entries(TIMER_SYSCTLS) as [keyof KernelTimers, string][]) {
+  return timersFrom((name) => {
     const v = values.get(name);
-    if (key === 'synLinearTimeouts') timers.synLinearTimeouts = v === undefined ? null : Number(v);
-    else if (v !== undefined) timers[key] = Number(v);
-  }
-  return timers;
+    return v === undefined ? undefined : Number(v);
+  }, true);
 }

@@ -98,13 +98,13 @@ export function formatStat(value: number | null, unit: string): string {
 }
 
 /** `exactly 10 sockets`, `at most 5.00 ms`, `35.0 ms to 120.0 ms`. */
-export function formatBand(b: Band, unit: string): string {
+function formatBand(b: Band, unit: string): string {
   if (b[0] === b[1]) return `exactly ${formatStat(b[0], unit)}`;
   if (b[0] === 0) return `at most ${formatStat(b[1], unit)}`;
   return `${formatStat(b[0], unit)} to ${formatStat(b[1], unit)}`;
 }
 
-export function describeStat(s: Stat): string {
+function describeStat(s: Stat): string {
   return `${s.stat} ${s.label}`;
 }
 
