@@ -49,6 +49,80 @@ test('real ss -tanoiep output: processes and half-closed connections', () => {
   assert.equal(sockets[4]!.recvQ, 1, 'the unread FIN counts as one byte in Recv-Q');
 });
 
+test('real ss -tanoiep: a socket two processes hold, one named with spaces, quotes and a parenthesis', () => {
+  // The child's comm is `a "b" (c) d`: ss reads it from /proc/<pid>/stat up to the first `)`
+  // and prints it unescaped.
+  const { sockets, rejected } = parseSs(fixture('ss-tanoiep-shared.txt'));
+  assert.deepEqual(rejected, []);
+  assert.equal(sockets.length, 20);
+  const at = (k: string) => sockets.find((s) => connectionKey(s) === k)!;
+  assert.deepEqual(at('127.0.0.1:7000>0.0.0.0:*').processes, [
+    { name: 'a "b" (c', pid: 46, fd: 3 },
+    { name: 'python3', pid: 5, fd: 3 },
+  ]);
+  assert.deepEqual(at('127.0.0.1:7005>0.0.0.0:*').processes, [{ name: 'a "b" (c', pid: 46, fd: 21 }]);
+  const keepalive = at('127.0.0.1:41004>127.0.0.1:7000');
+  assert.equal(keepalive.processes.length, 2);
+  assert.equal(keepalive.timer?.kind, 'keepalive', 'fields after users:(...) are still read');
+  assert.equal(keepalive.inode, 1_709_021);
+  assert.deepEqual(at('127.0.0.1:41016>127.0.0.1:7000').processes, [], 'TIME-WAIT: no process');
+});
+
+test('real timers: SYN retransmissions, unanswered keepalive probes, a zero window (persist)', () => {
+  const { sockets, rejected } = parseSs(fixture('ss-tanoie-sockets.txt'));
+  assert.deepEqual(rejected, []);
+  const at = (k: string) => sockets.find((s) => connectionKey(s) === k)!;
+  assert.deepEqual(at('127.0.0.1:58866>127.0.0.1:7001').timer, { kind: 'on', ms: 488, count: 2 });
+  assert.deepEqual(at('127.0.0.1:60820>127.0.0.1:7007').timer, { kind: 'keepalive', ms: 488, count: 2 }, 'the count is probes sent');
+  const blocked = at('127.0.0.1:33218>127.0.0.1:7003');
+  assert.deepEqual(blocked.timer, { kind: 'persist', ms: 672, count: 0 });
+  assert.equal(blocked.sendQ, 6144);
+  assert.equal(at('127.0.0.1:7003>127.0.0.1:33218').recvQ, 2048, 'the receiver that never reads');
+  assert.equal(at('*:7006>*:*').local.family, null, 'a dual-stack listener is *');
+  assert.equal(at('[::ffff:127.0.0.1]:7006>[::ffff:127.0.0.1]:52344').local.family, 6);
+  // ss prints `timer:(persist,,1)` when the timer is due: no time left.
+  assert.deepEqual(parseSs('ESTAB 0 6144 127.0.0.1:51870 127.0.0.1:7003 timer:(persist,,1)').sockets[0]!.timer, { kind: 'persist', ms: 0, count: 1 });
+});
+
+test('padding, a terminal\'s layout and CRLF change nothing', () => {
+  // Into a pipe, ss pads each record (a socket line and its -i line) to the widest one: here
+  // 602 characters. On a terminal it spreads the columns over the screen (captured under
+  // `script`, which also ends lines with CRLF).
+  const padded = fixture('ss-tanoie-sockets.txt');
+  const widths = new Set<number>();
+  const lines = padded.split('\n');
+  for (let i = 1; i + 1 < lines.length; i += 2) widths.add(lines[i]!.length + 1 + lines[i + 1]!.length);
+  assert.equal(widths.size, 1, 'every record is as wide as the widest');
+  const keys = (text: string) => parseSs(text).sockets.map((s) => `${s.state} ${connectionKey(s)} ${JSON.stringify(s.details)}`);
+  const stripped = lines.map((l) => l.trimEnd()).join('\n');
+  assert.deepEqual(keys(padded), keys(stripped));
+  const tty = parseSs(fixture('ss-tanoie-tty.txt'));
+  assert.deepEqual(tty.rejected, []);
+  assert.deepEqual(tty.sockets.map((s) => `${s.state} ${connectionKey(s)}`), parseSs(padded).sockets.map((s) => `${s.state} ${connectionKey(s)}`));
+  assert.ok(tty.sockets.every((s) => s.sk !== null && !s.sk.includes('\r')));
+});
+
+test('UNCONN, and fields ss prints on some sockets only', () => {
+  // ss 6.1 lists no TCP socket in CLOSE (kernels from 6.8 list bound-only ones on request, as
+  // `ss state bound-inactive` in later iproute2); its name for the state is UNCONN.
+  const { sockets, rejected } = parseSs([
+    'UNCONN 0 0 127.0.0.1:7004 0.0.0.0:* ino:77 sk:1 <->',
+    'ESTAB 0 0 [fe80::1%eth0]:22 [fe80::2%eth0]:50000 timer:(on,1min5sec,3) uid:1000 ino:78 sk:2 ---',
+    '\t cubic ecn ecnseen rto:201.5 rtt:1e+03/5 ssthresh:7 bytes_retrans:300 lost:2 unacked:3 retrans:1/4',
+  ].join('\n'));
+  assert.deepEqual(rejected, []);
+  assert.equal(sockets[0]!.state, 'UNCONN');
+  const [, e] = sockets;
+  assert.deepEqual(e!.local, { address: 'fe80::1', port: 22, family: 6, device: 'eth0' });
+  assert.deepEqual(e!.timer, { kind: 'on', ms: 65_000, count: 3 });
+  assert.equal(e!.uid, 1000);
+  assert.equal(e!.shutdown, '---');
+  const d = e!.details!;
+  assert.deepEqual(d.flags, ['cubic', 'ecn', 'ecnseen']);
+  assert.deepEqual([d.rto, d.rtt, d.rttvar, d.ssthresh, d.bytesRetrans, d.lost, d.unacked, d.retrans, d.retransTotal], [201.5, 1000, 5, 7, 300, 2, 3, 1, 4]);
+  assert.equal(d.cwnd, undefined, 'not printed: undefined');
+});
+
 test('timer times as ss prints them', () => {
   assert.equal(parseTimerTime('496ms'), 496);
   assert.equal(parseTimerTime('050ms'), 50);
@@ -99,8 +173,8 @@ test('fuzz: random, truncated and mutated lines never throw', () => {
   // A fixed seed: a failure is reproducible.
   let seed = 12345;
   const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-  const real = `${fixture('ss-tanoie.txt')}\n${fixture('ss-tanoiep.txt')}`.split('\n');
-  const alphabet = 'ESTAB LISTEN:()[],.%*<->/0123456789abcdef\t "=_-msecmin';
+  const real = ['ss-tanoie.txt', 'ss-tanoiep.txt', 'ss-tanoiep-shared.txt', 'ss-tanoie-tty.txt'].map(fixture).join('\n').split('\n');
+  const alphabet = 'ESTAB LISTEN:()[],.%*<->/0123456789abcdef\t "=_-msecmin\r\u00e9\u4e2d\ud83d';
   let parsed = 0;
   for (let i = 0; i < 5000; i++) {
     const base = real[Math.floor(rand() * real.length)]!;
