@@ -12,6 +12,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { cliArgv, ensureTestUser, isRoot, TEST_USER } from '../test/support/lab';
+import { benchMonitor } from './monitor';
 import { benchSsParse } from './ss';
 
 const sections = 'connect,established,pitfalls,detection';
@@ -53,23 +54,28 @@ function run(jobs: string[]): Run {
   return { wall, passed: results.filter((x) => x.verdict === 'pass').length, failed: results.filter((x) => x.verdict !== 'pass').map((x) => x.id) };
 }
 
-benchSsParse();
-const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
-const who = unprivileged ? `${TEST_USER} (rootless)` : `uid ${process.getuid?.()}`;
-console.log(`catalog sections ${sections} on ${cpus().length} cores, kernel ${kernel}, as ${who}, ${runs} run(s) of each`);
+async function main(): Promise<void> {
+  benchSsParse();
+  await benchMonitor();
+  const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
+  const who = unprivileged ? `${TEST_USER} (rootless)` : `uid ${process.getuid?.()}`;
+  console.log(`catalog sections ${sections} on ${cpus().length} cores, kernel ${kernel}, as ${who}, ${runs} run(s) of each`);
 
-const line = (label: string, r: Run) =>
-  console.log(`${label} ${r.wall.toFixed(1).padStart(6)} s wall, ${r.passed} passed, ${r.failed.length} failed${r.failed.length ? `: ${r.failed.join(' ')}` : ''}`);
-const serial: Run[] = [];
-const parallel: Run[] = [];
-for (let i = 1; i <= runs; i++) {
-  serial.push(run(['--jobs', '1']));
-  line(`serial   (--jobs 1) #${i}:`, serial.at(-1)!);
-  parallel.push(run([]));
-  line(`parallel (default)  #${i}:`, parallel.at(-1)!);
+  const line = (label: string, r: Run) =>
+    console.log(`${label} ${r.wall.toFixed(1).padStart(6)} s wall, ${r.passed} passed, ${r.failed.length} failed${r.failed.length ? `: ${r.failed.join(' ')}` : ''}`);
+  const serial: Run[] = [];
+  const parallel: Run[] = [];
+  for (let i = 1; i <= runs; i++) {
+    serial.push(run(['--jobs', '1']));
+    line(`serial   (--jobs 1) #${i}:`, serial.at(-1)!);
+    parallel.push(run([]));
+    line(`parallel (default)  #${i}:`, parallel.at(-1)!);
+  }
+  const mean = (rs: Run[]) => rs.reduce((s, r) => s + r.wall, 0) / rs.length;
+  const failures = [...serial, ...parallel].flatMap((r) => r.failed);
+  const verdicts = [...serial, ...parallel].reduce((s, r) => s + r.passed + r.failed.length, 0);
+  console.log(`serial mean ${mean(serial).toFixed(1)} s, parallel mean ${mean(parallel).toFixed(1)} s, ratio serial/parallel: ${(mean(serial) / mean(parallel)).toFixed(2)}`);
+  console.log(`failed verdicts: ${failures.length} of ${verdicts}${failures.length ? ` (${[...new Set(failures)].map((id) => `${id} x${failures.filter((f) => f === id).length}`).join(', ')})` : ''}`);
 }
-const mean = (rs: Run[]) => rs.reduce((s, r) => s + r.wall, 0) / rs.length;
-const failures = [...serial, ...parallel].flatMap((r) => r.failed);
-const verdicts = [...serial, ...parallel].reduce((s, r) => s + r.passed + r.failed.length, 0);
-console.log(`serial mean ${mean(serial).toFixed(1)} s, parallel mean ${mean(parallel).toFixed(1)} s, ratio serial/parallel: ${(mean(serial) / mean(parallel)).toFixed(2)}`);
-console.log(`failed verdicts: ${failures.length} of ${verdicts}${failures.length ? ` (${[...new Set(failures)].map((id) => `${id} x${failures.filter((f) => f === id).length}`).join(', ')})` : ''}`);
+
+void main();

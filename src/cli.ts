@@ -9,6 +9,7 @@ import { formatMatrices, formatResult, resultJson } from './report';
 import { sweepStaleRunDirs } from './lab/tempDirs';
 import { checkTools } from './lab/preflight';
 import { Sandbox } from './lab/sandbox';
+import { watchSockets } from './lab/watch';
 
 async function main(argv: readonly string[]): Promise<number> {
   let options: CliOptions;
@@ -22,6 +23,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  if (options.command === 'watch') return watch(options);
   let scenarios: Scenario[];
   try {
     scenarios = select(options);
@@ -63,6 +65,26 @@ function select(o: CliOptions): Scenario[] {
   return list;
 }
 
+async function watch(o: CliOptions): Promise<number> {
+  const log = new Logger(stderrSink, o.verbose ? 'debug' : 'warn');
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return await watchSockets({
+      port: o.port, command: o.watchCommand, interval: o.interval, tool: o.tool, json: o.json, seconds: o.seconds,
+      log, write: (line) => process.stdout.write(`${line}\n`), signal: controller.signal,
+    });
+  } catch (e) {
+    process.stderr.write(`tcp-lab: ${e instanceof LabError ? e.describe() : String(e)}\n`);
+    return 2;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
 async function run(scenarios: Scenario[], o: CliOptions): Promise<number> {
   const log = new Logger(stderrSink, o.verbose ? 'debug' : 'warn');
   const swept = sweepStaleRunDirs();
@@ -91,6 +113,8 @@ async function run(scenarios: Scenario[], o: CliOptions): Promise<number> {
         mode: o.mode,
         firewall: o.firewall,
         python: o.python,
+        clientCommand: o.clientCommand,
+        capture: o.capture,
         signal: controller.signal,
         onProgress: (p) => progress.waiting(p),
         onEvent: events ? (e) => events.write(`${JSON.stringify({ scenario: s.id, ...e })}\n`) : undefined,

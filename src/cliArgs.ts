@@ -2,7 +2,7 @@ import { cpus } from 'node:os';
 import { LabError } from './lab/errors';
 
 export interface CliOptions {
-  command: 'list' | 'run' | 'help';
+  command: 'list' | 'run' | 'watch' | 'help';
   ids: string[];
   all: boolean;
   json: boolean;
@@ -14,6 +14,15 @@ export interface CliOptions {
   verbose: boolean;
   explain: boolean;
   sections: string[];
+  /** watch: a port to follow, a command to run and follow, the poll interval (ms), a time limit (s). */
+  port?: number;
+  watchCommand?: string[];
+  /** run <id> -- COMMAND: the user's own program as the scenario's client. */
+  clientCommand?: string[];
+  interval: number;
+  seconds?: number;
+  tool: 'auto' | 'ss' | 'netstat';
+  capture: 'auto' | 'tcpdump' | 'af_packet' | 'off';
 }
 
 /**
@@ -30,11 +39,17 @@ usage:
   tcp-lab list [--section S] [--json]
   tcp-lab run <id>... [options]
   tcp-lab run --all [options]
+  tcp-lab run <id> [options] -- COMMAND [ARGS...]
+  tcp-lab watch --port N [--interval MS] [--for S] [--tool ss|netstat] [--json]
+  tcp-lab watch [options] -- COMMAND [ARGS...]
 
 options:
   --json            results as a JSON array on stdout (progress stays on stderr)
   --jobs N          scenarios at once, each in its own namespace (default ${DEFAULT_JOBS}; 1 = serial)
-  --events FILE     write every event (app events and lab markers) as JSON lines
+  --events FILE     write the run's event stream as JSON lines, in time order: the programs'
+                    events, the lab's steps, socket transitions (ss), failing syscalls
+  --capture M       packets from auto (default: tcpdump, or an AF_PACKET socket where tcpdump
+                    cannot run), tcpdump, af_packet, or off
   --section S,...   only scenarios of these sections (connect, established, pitfalls, detection, ...)
   --mode M          auto (default), root, or rootless
   --firewall F      iptables (default) or nft
@@ -42,14 +57,23 @@ options:
   --explain         print each scenario's explanation
   --verbose         log every command the lab runs (stderr)
 
-exit status: 0 when every verdict passes, 1 when one fails, 2 for bad usage.`;
+run <id> -- COMMAND runs your own program as the scenario's client, under strace:
+its failing calls (connect, recv, send...) are its events and judged like a sample's.
+{host} and {port} in the command become the server's address.
+
+watch follows sockets on this host (read-only, no privilege needed for your own
+programs): those of a port, or those a command and its children own, one line per
+transition (new, state, timer, retrans, gone). --json prints the events as JSON lines.
+
+exit status: 0 when every verdict passes, 1 when one fails, 2 for bad usage
+(watch -- COMMAND: the command's own exit status).`;
 
 export function parseArgs(argv: readonly string[]): CliOptions {
-  const o: CliOptions = { command: 'help', ids: [], all: false, json: false, jobs: DEFAULT_JOBS, mode: 'auto', firewall: 'iptables', verbose: false, explain: false, sections: [] };
+  const o: CliOptions = { command: 'help', ids: [], all: false, json: false, jobs: DEFAULT_JOBS, mode: 'auto', firewall: 'iptables', verbose: false, explain: false, sections: [], interval: 100, tool: 'auto', capture: 'auto' };
   const rest = [...argv];
   const cmd = rest.shift();
   if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') return o;
-  if (cmd !== 'list' && cmd !== 'run') throw new LabError(`unknown command ${JSON.stringify(cmd.slice(0, 40))}`, { hint: 'commands: list, run' });
+  if (cmd !== 'list' && cmd !== 'run' && cmd !== 'watch') throw new LabError(`unknown command ${JSON.stringify(cmd.slice(0, 40))}`, { hint: 'commands: list, run, watch' });
   o.command = cmd;
   const value = (flag: string): string => {
     const v = rest.shift();
@@ -59,16 +83,33 @@ export function parseArgs(argv: readonly string[]): CliOptions {
   while (rest.length) {
     const a = rest.shift()!;
     switch (a) {
+      case '--': {
+        if (o.command === 'list') throw new LabError('list takes no command', { field: '--' });
+        if (rest.length === 0) throw new LabError(`${o.command} -- needs a command after --`, { field: '--' });
+        if (o.command === 'watch') o.watchCommand = rest.splice(0);
+        else o.clientCommand = rest.splice(0);
+        break;
+      }
+      case '--port': o.port = integer(a, value(a), 1, 65535); break;
+      case '--interval': o.interval = integer(a, value(a), 20, 60_000); break;
+      case '--for': o.seconds = integer(a, value(a), 1, 86_400); break;
+      case '--capture': {
+        const v = value(a);
+        if (v !== 'auto' && v !== 'tcpdump' && v !== 'af_packet' && v !== 'off') throw new LabError('--capture must be auto, tcpdump, af_packet or off', { field: '--capture', value: v });
+        o.capture = v;
+        break;
+      }
+      case '--tool': {
+        const v = value(a);
+        if (v !== 'ss' && v !== 'netstat') throw new LabError('--tool must be ss or netstat', { field: '--tool', value: v });
+        o.tool = v;
+        break;
+      }
       case '--all': o.all = true; break;
       case '--json': o.json = true; break;
       case '--verbose': o.verbose = true; break;
       case '--explain': o.explain = true; break;
-      case '--jobs': {
-        const v = value(a);
-        if (!/^\d{1,3}$/.test(v) || Number(v) < 1 || Number(v) > 64) throw new LabError('--jobs must be an integer from 1 to 64', { field: '--jobs', value: v });
-        o.jobs = Number(v);
-        break;
-      }
+      case '--jobs': o.jobs = integer(a, value(a), 1, 64); break;
       case '--events': o.eventsFile = value(a); break;
       case '--section': o.sections.push(...value(a).split(',').filter(Boolean)); break;
       case '--python': o.python = value(a); break;
@@ -86,7 +127,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       }
       default:
         if (a.startsWith('-')) throw new LabError(`unknown option ${JSON.stringify(a.slice(0, 40))}`, { hint: 'tcp-lab --help lists the options' });
-        if (o.command !== 'run') throw new LabError(`list takes no scenario ids`, { field: 'id', value: a });
+        if (o.command !== 'run') throw new LabError(`${o.command} takes no scenario ids`, { field: 'id', value: a });
         o.ids.push(a);
     }
   }
@@ -94,5 +135,19 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     throw new LabError('run needs scenario ids, --section S, or --all', { hint: 'tcp-lab list shows the ids' });
   }
   if (o.all && o.ids.length) throw new LabError('give scenario ids or --all, not both');
+  if (o.clientCommand && (o.ids.length !== 1 || o.all || o.sections.length)) {
+    throw new LabError('run <id> -- COMMAND runs your command as the client of one scenario', { field: '--', hint: 'tcp-lab run connect-refused -- curl -sS http://{host}:{port}/' });
+  }
+  if (o.command === 'watch' && o.port === undefined && !o.watchCommand) {
+    throw new LabError('watch needs --port N or a command after --', { hint: 'tcp-lab watch --port 7000, or tcp-lab watch -- curl -s http://127.0.0.1:7000/' });
+  }
+  if (o.command !== 'watch' && (o.port !== undefined || o.seconds !== undefined)) throw new LabError('--port and --for are options of watch', { field: o.port !== undefined ? '--port' : '--for' });
   return o;
+}
+
+/** A whole number in [lo, hi], or an error naming the flag. */
+function integer(flag: string, v: string, lo: number, hi: number): number {
+  const n = /^\d{1,6}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= lo && n <= hi)) throw new LabError(`${flag} must be an integer from ${lo} to ${hi}`, { field: flag, value: v });
+  return n;
 }

@@ -33,6 +33,7 @@ export function formatResult(r: ScenarioResult, options: { explain?: boolean; co
   const sysctls = Object.entries(r.sysctls);
   if (sysctls.length) lines.push(`     timers    ${sysctls.map(([k, v]) => `${k}=${v}`).join(', ')}`);
   lines.push(`     defaults  ${humanDuration(r.defaults.seconds)} with the kernel's default timers: ${r.defaults.how}`);
+  for (const n of r.observed?.notes ?? []) lines.push(`     note      ${n}`);
   if (r.error) lines.push(`     error     ${r.error}`);
   if (options.explain) lines.push(`     why       ${r.explanation}`);
   for (const f of r.fixes.slice(0, options.explain ? undefined : 1)) lines.push(`     fix       ${f.setting}: ${f.why}`);

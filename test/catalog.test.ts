@@ -5,7 +5,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ensureTestUser, isRoot, runCli, settledLeftovers } from './support/lab';
+import { checkTransitions, TRANSITIONS, type StreamEvent } from './support/transitions';
 
 /** A figure over the run (`max TIME-WAIT sockets`, `median per request`) and its band. */
 type FigureSpec = { stat: string; label: string; band: [number, number] };
@@ -80,6 +84,7 @@ const TIMES: Record<string, [number, number]> = {
 
 interface Json {
   id: string;
+  section: string;
   verdict: string;
   expected: { errno: { name: string; number: number } | null; outcome: string };
   measured: { errno: { name: string; number: number } | null; outcome: string | null; seconds: number | null };
@@ -117,8 +122,25 @@ function checkRun(results: Json[], mode: string): void {
   assert.deepEqual(problems, []);
 }
 
+/** The event stream of sections A and B: in time order per scenario, with the transitions a reader expects. */
+function checkStream(events: StreamEvent[], mode: string): void {
+  const problems: string[] = [];
+  for (const [id, expected] of Object.entries(TRANSITIONS)) {
+    const mine = events.filter((e) => e.scenario === id);
+    if (mine.some((e, i) => i > 0 && e.t < mine[i - 1]!.t)) problems.push(`${id}: events out of time order`);
+    problems.push(...checkTransitions(id, mine, expected));
+  }
+  assert.deepEqual(problems, [], `${mode}: the stream of sections A and B`);
+  const bySource = new Set(events.map((e) => e.source));
+  assert.deepEqual([...bySource].sort(), ['app', 'lab', 'packet', 'socket'], 'every source feeds the one stream');
+}
+
 async function runAll(as: 'self' | 'user', mode: string, t: { diagnostic(m: string): void }): Promise<void> {
-  const run = await runCli(['run', '--section', 'connect,established,pitfalls,detection', '--json'], as);
+  // The unprivileged user writes the event stream: a folder it may write to.
+  const dir = mkdtempSync(join(tmpdir(), 'tcplab-events-'));
+  chmodSync(dir, 0o777);
+  const file = join(dir, 'events.jsonl');
+  const run = await runCli(['run', '--section', 'connect,established,pitfalls,detection', '--json', '--events', file], as);
   const summary = run.stderr.split('\n').find((l) => l.startsWith('tcp-lab:')) ?? run.stderr.slice(-500);
   t.diagnostic(`${mode}: ${summary}`);
   let results: Json[];
@@ -129,6 +151,11 @@ async function runAll(as: 'self' | 'user', mode: string, t: { diagnostic(m: stri
   }
   checkRun(results, mode);
   assert.equal(run.code, 0, 'exit status 0 when every verdict passes');
+  const events = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StreamEvent);
+  rmSync(dir, { recursive: true, force: true });
+  const sectionsAB = results.filter((r) => r.section === 'connect' || r.section === 'established').map((r) => r.id).sort();
+  assert.deepEqual(sectionsAB, Object.keys(TRANSITIONS).sort(), 'every scenario of sections A and B has its expected transitions');
+  checkStream(events, mode);
   assert.deepEqual(await settledLeftovers(), [], 'nothing left behind after run --all');
 }
 

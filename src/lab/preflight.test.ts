@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { missingTools, requiredTools } from './preflight';
+import { missingSocketTool, missingTools, requiredTools } from './preflight';
 
 test('missing programs are found by searching the given PATH', () => {
   const dir = mkdtempSync(join(tmpdir(), 'preflight-'));
@@ -16,4 +16,11 @@ test('missing programs are found by searching the given PATH', () => {
 test('the firewall chosen is the one required', () => {
   assert.ok(requiredTools('nft').includes('nft'));
   assert.ok(!requiredTools('nft').includes('iptables'));
+});
+
+test('the socket monitor needs ss, or netstat where ss is missing', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'preflight-'));
+  assert.deepEqual(missingSocketTool(dir), ['ss'], 'neither: ss is the one to install');
+  writeFileSync(join(dir, 'netstat'), '#!/bin/sh\n', { mode: 0o755 });
+  assert.deepEqual(missingSocketTool(dir), [], 'netstat alone will do');
 });

@@ -2,6 +2,10 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppEventServer, type AppEvent } from './appEvents';
 import { monotonic, sleep } from './clock';
+import { SocketMonitor, type Snapshot } from './monitor';
+import { PacketCapture, type CaptureMethod } from './packets';
+import { STRACE_MISSING, straceArgv, straceAvailable, StraceTail } from './strace';
+import { EventStream, fromApp, Reorder, type TimelineEvent } from './timeline';
 import { DisposableStore } from './disposable';
 import { errnoNumber } from './errno';
 import { LabError } from './errors';
@@ -11,7 +15,8 @@ import { describe as describeRule, parseRule, RuleSet, type AppliedRule, type Ba
 import { pythonSample } from './samples';
 import { Sandbox, type SandboxMode } from './sandbox';
 import { PORT } from './scenarios/common';
-import { LISTENERS, type Action, type Band, type DefaultFigure, type Fix, type MatrixCell, type ProcSpec, type Scenario, type Section, type Stat } from './scenarios/types';
+import { LISTENERS, type Action, type Band, type DefaultFigure, type Fix, type MatrixCell, type ProcSpec, type Scenario, type Section, type Stat, type Watch } from './scenarios/types';
+import type { TcpState } from './ss';
 import { readTimers, setSysctl, type SysctlValue } from './sysctl';
 import { makeRunDir } from './tempDirs';
 import { LINUX_DEFAULTS, type KernelTimers } from './timers';
@@ -25,7 +30,18 @@ export interface RunOptions {
   python?: string;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
-  onEvent?: (e: AppEvent) => void;
+  /** Every event of the run (app, lab, socket...), in time order, about half a second behind. */
+  onEvent?: (e: TimelineEvent) => void;
+  /** Milliseconds between two socket polls (default 100). */
+  pollInterval?: number;
+  /**
+   * The user's own program in place of the scenario's `client`, as argv; `{host}` and `{port}`
+   * in it become the server's address. It runs under strace (when installed), whose failing
+   * calls become its events, so the same checks judge it.
+   */
+  clientCommand?: readonly string[];
+  /** How packets are captured: `auto` (tcpdump, or capture.py where tcpdump cannot run), or off. */
+  capture?: 'auto' | CaptureMethod | 'off';
   /** Each program as it starts: the editor shows it in a terminal. */
   onProcess?: (p: LabProcess) => void;
 }
@@ -80,9 +96,14 @@ export interface ScenarioResult {
   /** Sampled kernel state, e.g. `time-wait`: the TIME-WAIT socket count over time. */
   series: Record<string, Series>;
   matrix?: MatrixCell;
-  events: AppEvent[];
+  /** The whole stream in time order: app events, lab markers, socket transitions. */
+  events: TimelineEvent[];
+  /** What the bounded stream had to drop on a long run, and how the sockets were watched. */
+  observed: { dropped: number; socketPolls: number; slowestPollMs: number; packets: number; capture: CaptureMethod | null; notes: string[] };
   output: Record<string, string>;
 }
+
+const WATCHED_STATES: Record<Watch, TcpState> = { 'time-wait': 'TIME-WAIT' };
 
 /** Runs one scenario in a namespace of its own and judges what the kernel did. */
 export async function runScenario(scenario: Scenario, options: RunOptions): Promise<ScenarioResult> {
@@ -97,7 +118,14 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
 
 class ScenarioRun {
   private readonly store = new DisposableStore();
-  private readonly events: AppEvent[] = [];
+  private readonly stream = new EventStream();
+  private readonly reorder: Reorder;
+  private monitor: SocketMonitor | undefined;
+  private reorderClosed = false;
+  private capture: PacketCapture | undefined;
+  private readonly notes: string[] = [];
+  /** The timer each socket had at the last poll, by connection key. */
+  private readonly timerOf = new Map<string, string>();
   private readonly procs = new Map<string, LabProcess>();
   private readonly exited = new Set<string>();
   private lastExit = 0;
@@ -108,12 +136,11 @@ class ScenarioRun {
   private sandbox: Sandbox | undefined;
   private rules: RuleSet | undefined;
   private socketPath = '';
+  private runDir = '';
+  private readonly tails: StraceTail[] = [];
   private defaults: KernelTimers | undefined;
   private inForce: KernelTimers | undefined;
   private wake: (() => void) | undefined;
-  private sampling: Promise<void> | undefined;
-  private stopSampling = false;
-  private sampleQueue: Promise<void> = Promise.resolve();
   private started = 0;
   private readonly series: Record<string, Series> = {};
   private actionError: unknown;
@@ -121,6 +148,12 @@ class ScenarioRun {
 
   constructor(private readonly scenario: Scenario, private readonly options: RunOptions) {
     this.log = options.log;
+    this.reorder = new Reorder(0.5, (e) => options.onEvent?.(e));
+  }
+
+  /** The events a verdict reads (the programs' and the lab's), in arrival order. */
+  private get events(): readonly AppEvent[] {
+    return this.stream.decisive;
   }
 
   async execute(started: number): Promise<ScenarioResult> {
@@ -136,6 +169,12 @@ class ScenarioRun {
       this.log.error(`[${s.id}] ${error}`);
     }
     const counters = await this.readCounters();
+    // Nothing after the verdict belongs to the run: the stream is complete, in time order. The
+    // last poll shows what the end left: sockets gone, or still in TIME-WAIT.
+    await this.monitor?.stop(this.sandbox?.alive ?? false);
+    await this.capture?.dispose();
+    this.reorder.flush(monotonic(), true);
+    this.reorderClosed = true;
     return this.result(started, evaluation, error, counters);
   }
 
@@ -150,17 +189,27 @@ class ScenarioRun {
     this.rules = new RuleSet(sandbox.exec, this.options.firewall ?? 'iptables', this.log);
     this.store.add({ dispose: async () => { await this.rules?.removeAll(); } });
 
-    const dir = makeRunDir();
+    const dir = (this.runDir = makeRunDir());
     this.store.add({ dispose: () => rmSync(dir, { recursive: true, force: true }) });
     this.socketPath = join(dir, 'events.sock');
     this.store.add(await AppEventServer.listen(this.socketPath, (e) => this.record(e), this.log));
 
     this.mark('begin', {});
-    if (s.watch?.length) {
-      // Disposed before the namespace (reverse order): the last sample must not race its end.
-      this.sampling = this.sampleLoop();
-      this.store.add({ dispose: async () => { this.stopSampling = true; await this.sampling; } });
-    }
+    // Disposed before the namespace (reverse order): the last poll must not race its end.
+    this.monitor = new SocketMonitor({
+      exec: sandbox.exec,
+      enter: (argv) => sandbox.enter(argv),
+      // Every scenario so far is IPv4: one table walk per poll, not two.
+      ipv4Only: !(s.addresses ?? []).some((a) => a.includes(':')),
+      log: this.log,
+      interval: this.options.pollInterval ?? 100,
+      processes: true,
+      onEvent: (e) => this.observe(e),
+      onSnapshot: (snap) => this.sampleSeries(snap),
+    }).start();
+    this.store.add(this.monitor);
+    if (this.monitor.note) this.notes.push(this.monitor.note);
+    await this.startCapture();
     let begun = false;
     for (const spec of s.procs) {
       if (spec.start === 'later') continue;
@@ -173,6 +222,21 @@ class ScenarioRun {
     if (!begun) await this.runBeginTriggers();
   }
 
+  /** Packets from the start: a missing capturer costs the packets, not the run. */
+  private async startCapture(): Promise<void> {
+    const method = this.options.capture ?? 'auto';
+    if (method === 'off') return;
+    try {
+      this.capture = await PacketCapture.start({
+        sandbox: this.sandbox!, log: this.log, method, python: this.options.python, onEvent: (e) => this.observe(e),
+        onStopped: (why) => this.notes.push(`packet capture stopped early: ${why}`),
+      });
+      this.store.add(this.capture);
+    } catch (e) {
+      this.notes.push(`no packets on the timeline: ${e instanceof LabError ? e.describe() : e instanceof Error ? e.message : e}`);
+    }
+  }
+
   private async runBeginTriggers(): Promise<void> {
     for (const t of this.scenario.triggers ?? []) if (t.on === 'begin') await this.perform(t.do);
   }
@@ -181,9 +245,12 @@ class ScenarioRun {
   private async start(spec: ProcSpec): Promise<void> {
     const sandbox = this.sandbox!;
     // The lab's options first: a supervisor passes everything after its `--` to its worker.
-    const argv = sandbox.enter([this.options.python ?? 'python3', pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
+    const own = spec.name === 'client' && this.options.clientCommand ? await this.traced(spec, this.options.clientCommand) : null;
+    const argv = own ?? sandbox.enter([this.options.python ?? 'python3', pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
     const listensBefore = this.events.filter((e) => e.proc === spec.name && e.type === 'listening').length;
+    const t = monotonic();
     const proc = spawnInPty(spec.name, argv, this.log);
+    this.mark('started', { target: spec.name, pid: proc.pid }, t);
     this.procs.set(spec.name, proc);
     this.exited.delete(spec.name);
     this.store.add(proc);
@@ -192,6 +259,8 @@ class ScenarioRun {
       this.outputs[spec.name] = (this.outputs[spec.name] ?? '') + proc.output;
       if (this.procs.get(spec.name) === proc) this.exited.add(spec.name);
       this.lastExit = monotonic();
+      const info = proc.exitInfo;
+      this.mark('exited', { target: spec.name, code: info?.code ?? null, signal: info?.signal || null }, this.lastExit);
       this.wake?.();
     });
     if (!LISTENERS.has(spec.program)) return;
@@ -204,51 +273,74 @@ class ScenarioRun {
     }
   }
 
+  /**
+   * The argv of the user's own program, under strace when it is installed: a failing connect(),
+   * recv() or send() comes back as the program's `error` event, as a sample would report it.
+   */
+  private async traced(spec: ProcSpec, command: readonly string[]): Promise<string[]> {
+    const arg = (flag: string) => { const i = spec.args.indexOf(flag); return i >= 0 ? spec.args[i + 1] : undefined; };
+    const host = arg('--host') ?? '127.0.0.1';
+    const port = arg('--port') ?? String(PORT);
+    const argv = command.map((a) => a.replaceAll('{host}', host).replaceAll('{port}', port));
+    if (!straceAvailable()) {
+      this.notes.push(STRACE_MISSING);
+      return this.sandbox!.enter(argv);
+    }
+    this.notes.push(`${spec.name}: your command (${argv.join(' ').slice(0, 200)}), its errors read by strace`);
+    const file = join(this.runDir, `strace-${spec.name}.txt`);
+    const tail = new StraceTail({ file, proc: spec.name, log: this.log, onEvent: (e) => this.record(e) }).start();
+    this.store.add({ dispose: () => tail.stop() });
+    this.tails.push(tail);
+    return this.sandbox!.enter(straceArgv(file, argv));
+  }
+
   /** Sets a sysctl inside the namespace and keeps it for the result. */
   private async setSysctl(name: string, value: SysctlValue): Promise<void> {
+    const t = monotonic();
     await setSysctl(this.sandbox!.exec, name, value);
+    this.mark('sysctl', { name, value }, t);
     this.sysctlsSet[name] = Array.isArray(value) ? value.join(' ') : String(value);
   }
 
-  /** Samples what the scenario watches every 100 ms until disposed; a change is a `lab` event. */
-  private async sampleLoop(): Promise<void> {
-    while (!this.stopSampling && this.sandbox?.alive) {
-      try {
-        await this.sample();
-      } catch (e) {
-        if (this.stopSampling || !this.sandbox?.alive) return;
-        this.log.warn(`[${this.scenario.id}] sampling stopped: ${e instanceof Error ? e.message : e}`);
-        return;
-      }
-      await sleep(100);
-    }
-  }
-
-  /** One sample at a time: the loop and the final sample before judging never interleave. */
-  private sample(): Promise<void> {
-    const next = this.sampleQueue.then(() => this.sampleOnce());
-    this.sampleQueue = next.catch(() => undefined);
-    return next;
-  }
-
-  private async sampleOnce(): Promise<void> {
+  /** The counts a scenario watches (`time-wait`), from each socket poll; a change is a `lab` event. */
+  private sampleSeries(snap: Snapshot): void {
     for (const w of this.scenario.watch ?? []) {
-      const t = monotonic();
-      // `ss state time-wait` lists the sockets the kernel keeps for TCP_TIMEWAIT_LEN after an
-      // active close; -H drops the header line, so the count is the line count.
-      const out = await this.sandbox!.exec(['ss', '-H', '-t', '-a', '-n', 'state', w]);
-      const count = out.stdout.split('\n').filter((l) => l.trim()).length;
+      // The sockets the kernel keeps for TCP_TIMEWAIT_LEN after an active close.
+      const state = WATCHED_STATES[w];
+      let count = 0;
+      for (const sock of snap.sockets) if (sock.state === state) count++;
       const points = (this.series[w] ??= []);
       const last = points.at(-1);
       if (last && last[1] === count) continue;
-      points.push([t - this.started, count]);
-      this.mark(w, { count }, t);
+      points.push([snap.t - this.started, count]);
+      this.mark(w, { count }, snap.t);
     }
   }
 
-  private record(e: AppEvent): void {
-    this.events.push(e);
-    this.options.onEvent?.(e);
+  /** An event no program reported (a socket transition, a packet): on the timeline, never a trigger. */
+  private observe(e: TimelineEvent): void {
+    if (e.source === 'socket' && typeof e.conn === 'string') {
+      const kind = (e.timer as { kind?: string } | undefined)?.kind;
+      if (e.type === 'gone' || !kind) this.timerOf.delete(e.conn);
+      else this.timerOf.set(e.conn, kind);
+    } else if (e.source === 'packet' && (e.type === 'keepalive' || e.type === 'window-probe') && typeof e.conn === 'string') {
+      // A keepalive and a zero-window probe are the same segment on the wire (seq one below
+      // snd_nxt, no data); the sender's own timer tells them apart. The packets' view of the
+      // peer's window can be wrong: a capture on lo sees window updates that a DROP rule then
+      // discards before the sender gets them.
+      const kind = this.timerOf.get(e.conn);
+      if (kind === 'persist' && e.type === 'keepalive') e = { ...e, type: 'window-probe', by: 'the sender\'s persist timer' };
+      else if (kind === 'keepalive' && e.type === 'window-probe') e = { ...e, type: 'keepalive', by: 'the sender\'s keepalive timer' };
+    }
+    this.stream.push(e);
+    if (!this.reorderClosed) this.reorder.push(e);
+  }
+
+  /** An event that can decide the verdict: a program's (its own, or strace's for it) or the lab's. */
+  private record(event: AppEvent | TimelineEvent): void {
+    const e = 'source' in event ? (event as TimelineEvent) : fromApp(event);
+    this.stream.push(e);
+    if (!this.reorderClosed) this.reorder.push(e);
     this.fireTriggers(e);
     this.wake?.();
   }
@@ -259,7 +351,7 @@ class ScenarioRun {
    * on the other core, before the action's own call has returned here.
    */
   private mark(type: string, fields: Record<string, unknown>, t = monotonic()): void {
-    this.record({ t, proc: 'lab', type, ...fields });
+    this.record({ t, proc: 'lab', type, ...fields, source: 'lab' });
   }
 
   private fireTriggers(e: AppEvent): void {
@@ -303,12 +395,8 @@ class ScenarioRun {
         const spec = this.scenario.procs.find((p) => p.name === a.start);
         if (!spec) throw new LabError(`no process ${a.start} to start`, { field: 'start', value: a.start });
         await this.start(spec);
-        this.mark('started', { target: a.start }, t);
       } else {
-        for (const [name, value] of Object.entries(a.sysctl)) {
-          await this.setSysctl(name, value);
-          this.mark('sysctl', { name, value }, t);
-        }
+        for (const [name, value] of Object.entries(a.sysctl)) await this.setSysctl(name, value);
       }
     }
   }
@@ -327,8 +415,11 @@ class ScenarioRun {
       // Once every client has exited (and its last events had time to arrive), nothing more will come.
       const clientsGone = clients.every((n) => this.exited.has(n)) && now - this.lastExit > DELIVERY_GRACE;
       const finished = now >= deadline || cancelled || clientsGone;
-      // The series' last word before judging: the sampler may be between two samples.
-      if (finished && this.sampling && this.sandbox?.alive) await this.sample().catch(() => undefined);
+      // The sockets' last word before judging: the monitor may be between two polls.
+      if (finished && this.sandbox?.alive) await this.monitor?.stop(true);
+      // strace's last lines (the program's exit) before judging.
+      if (finished) await Promise.all(this.tails.map((t) => t.stop()));
+      this.reorder.flush(now);
       const ev = evaluate(s.expect, this.events, timers, { start: started, now, finished, exited: this.exited });
       if (ev.done || finished) {
         if (cancelled) throw new LabError('cancelled');
@@ -409,7 +500,15 @@ class ScenarioRun {
       figures: this.figures(),
       series: this.series,
       ...(s.matrix ? { matrix: s.matrix } : {}),
-      events: [...this.events].sort((a, b) => a.t - b.t),
+      events: this.stream.toArray(),
+      observed: {
+        dropped: this.stream.dropped.total,
+        socketPolls: this.monitor?.stats.polls ?? 0,
+        slowestPollMs: this.monitor?.stats.maxMs ?? 0,
+        packets: this.capture?.stats.packets ?? 0,
+        capture: this.capture?.method ?? null,
+        notes: this.notes,
+      },
       output,
     };
   }
