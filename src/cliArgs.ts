@@ -93,18 +93,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       case '--port': o.port = integer(a, value(a), 1, 65535); break;
       case '--interval': o.interval = integer(a, value(a), 20, 60_000); break;
       case '--for': o.seconds = integer(a, value(a), 1, 86_400); break;
-      case '--capture': {
-        const v = value(a);
-        if (v !== 'auto' && v !== 'tcpdump' && v !== 'af_packet' && v !== 'off') throw new LabError('--capture must be auto, tcpdump, af_packet or off', { field: '--capture', value: v });
-        o.capture = v;
-        break;
-      }
-      case '--tool': {
-        const v = value(a);
-        if (v !== 'ss' && v !== 'netstat') throw new LabError('--tool must be ss or netstat', { field: '--tool', value: v });
-        o.tool = v;
-        break;
-      }
+      case '--capture': o.capture = oneOf(a, value(a), ['auto', 'tcpdump', 'af_packet', 'off']); break;
+      case '--tool': o.tool = oneOf(a, value(a), ['ss', 'netstat']); break;
       case '--all': o.all = true; break;
       case '--json': o.json = true; break;
       case '--verbose': o.verbose = true; break;
@@ -113,18 +103,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       case '--events': o.eventsFile = value(a); break;
       case '--section': o.sections.push(...value(a).split(',').filter(Boolean)); break;
       case '--python': o.python = value(a); break;
-      case '--mode': {
-        const v = value(a);
-        if (v !== 'auto' && v !== 'root' && v !== 'rootless') throw new LabError('--mode must be auto, root or rootless', { field: '--mode', value: v });
-        o.mode = v;
-        break;
-      }
-      case '--firewall': {
-        const v = value(a);
-        if (v !== 'iptables' && v !== 'nft') throw new LabError('--firewall must be iptables or nft', { field: '--firewall', value: v });
-        o.firewall = v;
-        break;
-      }
+      case '--mode': o.mode = oneOf(a, value(a), ['auto', 'root', 'rootless']); break;
+      case '--firewall': o.firewall = oneOf(a, value(a), ['iptables', 'nft']); break;
       default:
         if (a.startsWith('-')) throw new LabError(`unknown option ${JSON.stringify(a.slice(0, 40))}`, { hint: 'tcp-lab --help lists the options' });
         if (o.command !== 'run') throw new LabError(`${o.command} takes no scenario ids`, { field: 'id', value: a });
@@ -150,4 +130,11 @@ function integer(flag: string, v: string, lo: number, hi: number): number {
   const n = /^\d{1,6}$/.test(v) ? Number(v) : NaN;
   if (!(n >= lo && n <= hi)) throw new LabError(`${flag} must be an integer from ${lo} to ${hi}`, { field: flag, value: v });
   return n;
+}
+
+/** One of `choices`, or an error naming the flag and the choices. */
+function oneOf<T extends string>(flag: string, v: string, choices: readonly T[]): T {
+  if ((choices as readonly string[]).includes(v)) return v as T;
+  const list = choices.length === 2 ? choices.join(' or ') : `${choices.slice(0, -1).join(', ')} or ${choices.at(-1)}`;
+  throw new LabError(`${flag} must be ${list}`, { field: flag, value: v });
 }

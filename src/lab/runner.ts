@@ -2,10 +2,10 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppEventServer, type AppEvent } from './appEvents';
 import { monotonic, sleep } from './clock';
-import { SocketMonitor, type Snapshot } from './monitor';
-import { PacketCapture, type CaptureMethod } from './packets';
-import { STRACE_MISSING, straceArgv, straceAvailable, StraceTail } from './strace';
-import { EventStream, fromApp, Reorder, type TimelineEvent } from './timeline';
+import type { Snapshot } from './monitor';
+import { RunObservers, type Observed } from './observers';
+import type { CaptureMethod } from './packets';
+import { fromApp, type TimelineEvent } from './timeline';
 import { DisposableStore } from './disposable';
 import { errnoNumber } from './errno';
 import { LabError } from './errors';
@@ -99,7 +99,7 @@ export interface ScenarioResult {
   /** The whole stream in time order: app events, lab markers, socket transitions. */
   events: TimelineEvent[];
   /** What the bounded stream had to drop on a long run, and how the sockets were watched. */
-  observed: { dropped: number; socketPolls: number; slowestPollMs: number; packets: number; capture: CaptureMethod | null; notes: string[] };
+  observed: Observed;
   output: Record<string, string>;
 }
 
@@ -118,14 +118,7 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
 
 class ScenarioRun {
   private readonly store = new DisposableStore();
-  private readonly stream = new EventStream();
-  private readonly reorder: Reorder;
-  private monitor: SocketMonitor | undefined;
-  private reorderClosed = false;
-  private capture: PacketCapture | undefined;
-  private readonly notes: string[] = [];
-  /** The timer each socket had at the last poll, by connection key. */
-  private readonly timerOf = new Map<string, string>();
+  private readonly observers: RunObservers;
   private readonly procs = new Map<string, LabProcess>();
   private readonly exited = new Set<string>();
   private lastExit = 0;
@@ -137,7 +130,6 @@ class ScenarioRun {
   private rules: RuleSet | undefined;
   private socketPath = '';
   private runDir = '';
-  private readonly tails: StraceTail[] = [];
   private defaults: KernelTimers | undefined;
   private inForce: KernelTimers | undefined;
   private wake: (() => void) | undefined;
@@ -148,12 +140,21 @@ class ScenarioRun {
 
   constructor(private readonly scenario: Scenario, private readonly options: RunOptions) {
     this.log = options.log;
-    this.reorder = new Reorder(0.5, (e) => options.onEvent?.(e));
+    this.observers = new RunObservers({
+      log: this.log,
+      onEvent: options.onEvent,
+      onSnapshot: (snap) => this.sampleSeries(snap),
+      pollInterval: options.pollInterval,
+      capture: options.capture,
+      python: options.python,
+      // Every scenario so far is IPv4: one table walk per poll, not two.
+      ipv4Only: !(scenario.addresses ?? []).some((a) => a.includes(':')),
+    });
   }
 
   /** The events a verdict reads (the programs' and the lab's), in arrival order. */
   private get events(): readonly AppEvent[] {
-    return this.stream.decisive;
+    return this.observers.stream.decisive;
   }
 
   async execute(started: number): Promise<ScenarioResult> {
@@ -171,10 +172,7 @@ class ScenarioRun {
     const counters = await this.readCounters();
     // Nothing after the verdict belongs to the run: the stream is complete, in time order. The
     // last poll shows what the end left: sockets gone, or still in TIME-WAIT.
-    await this.monitor?.stop(this.sandbox?.alive ?? false);
-    await this.capture?.dispose();
-    this.reorder.flush(monotonic(), true);
-    this.reorderClosed = true;
+    await this.observers.close(this.sandbox?.alive ?? false);
     return this.result(started, evaluation, error, counters);
   }
 
@@ -195,21 +193,9 @@ class ScenarioRun {
     this.store.add(await AppEventServer.listen(this.socketPath, (e) => this.record(e), this.log));
 
     this.mark('begin', {});
-    // Disposed before the namespace (reverse order): the last poll must not race its end.
-    this.monitor = new SocketMonitor({
-      exec: sandbox.exec,
-      enter: (argv) => sandbox.enter(argv),
-      // Every scenario so far is IPv4: one table walk per poll, not two.
-      ipv4Only: !(s.addresses ?? []).some((a) => a.includes(':')),
-      log: this.log,
-      interval: this.options.pollInterval ?? 100,
-      processes: true,
-      onEvent: (e) => this.observe(e),
-      onSnapshot: (snap) => this.sampleSeries(snap),
-    }).start();
-    this.store.add(this.monitor);
-    if (this.monitor.note) this.notes.push(this.monitor.note);
-    await this.startCapture();
+    // Disposed before the namespace (reverse order): no poll or capture may race its end.
+    this.store.add(this.observers);
+    await this.observers.start(sandbox);
     let begun = false;
     for (const spec of s.procs) {
       if (spec.start === 'later') continue;
@@ -222,21 +208,6 @@ class ScenarioRun {
     if (!begun) await this.runBeginTriggers();
   }
 
-  /** Packets from the start: a missing capturer costs the packets, not the run. */
-  private async startCapture(): Promise<void> {
-    const method = this.options.capture ?? 'auto';
-    if (method === 'off') return;
-    try {
-      this.capture = await PacketCapture.start({
-        sandbox: this.sandbox!, log: this.log, method, python: this.options.python, onEvent: (e) => this.observe(e),
-        onStopped: (why) => this.notes.push(`packet capture stopped early: ${why}`),
-      });
-      this.store.add(this.capture);
-    } catch (e) {
-      this.notes.push(`no packets on the timeline: ${e instanceof LabError ? e.describe() : e instanceof Error ? e.message : e}`);
-    }
-  }
-
   private async runBeginTriggers(): Promise<void> {
     for (const t of this.scenario.triggers ?? []) if (t.on === 'begin') await this.perform(t.do);
   }
@@ -245,7 +216,7 @@ class ScenarioRun {
   private async start(spec: ProcSpec): Promise<void> {
     const sandbox = this.sandbox!;
     // The lab's options first: a supervisor passes everything after its `--` to its worker.
-    const own = spec.name === 'client' && this.options.clientCommand ? await this.traced(spec, this.options.clientCommand) : null;
+    const own = spec.name === 'client' && this.options.clientCommand ? this.ownCommand(spec, this.options.clientCommand) : null;
     const argv = own ?? sandbox.enter([this.options.python ?? 'python3', pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
     const listensBefore = this.events.filter((e) => e.proc === spec.name && e.type === 'listening').length;
     const t = monotonic();
@@ -273,25 +244,13 @@ class ScenarioRun {
     }
   }
 
-  /**
-   * The argv of the user's own program, under strace when it is installed: a failing connect(),
-   * recv() or send() comes back as the program's `error` event, as a sample would report it.
-   */
-  private async traced(spec: ProcSpec, command: readonly string[]): Promise<string[]> {
+  /** The user's own program in place of `spec`, `{host}` and `{port}` filled in, under strace. */
+  private ownCommand(spec: ProcSpec, command: readonly string[]): string[] {
     const arg = (flag: string) => { const i = spec.args.indexOf(flag); return i >= 0 ? spec.args[i + 1] : undefined; };
     const host = arg('--host') ?? '127.0.0.1';
     const port = arg('--port') ?? String(PORT);
     const argv = command.map((a) => a.replaceAll('{host}', host).replaceAll('{port}', port));
-    if (!straceAvailable()) {
-      this.notes.push(STRACE_MISSING);
-      return this.sandbox!.enter(argv);
-    }
-    this.notes.push(`${spec.name}: your command (${argv.join(' ').slice(0, 200)}), its errors read by strace`);
-    const file = join(this.runDir, `strace-${spec.name}.txt`);
-    const tail = new StraceTail({ file, proc: spec.name, log: this.log, onEvent: (e) => this.record(e) }).start();
-    this.store.add({ dispose: () => tail.stop() });
-    this.tails.push(tail);
-    return this.sandbox!.enter(straceArgv(file, argv));
+    return this.observers.traced(this.sandbox!, spec.name, argv, this.runDir, (e) => this.record(e));
   }
 
   /** Sets a sysctl inside the namespace and keeps it for the result. */
@@ -317,30 +276,10 @@ class ScenarioRun {
     }
   }
 
-  /** An event no program reported (a socket transition, a packet): on the timeline, never a trigger. */
-  private observe(e: TimelineEvent): void {
-    if (e.source === 'socket' && typeof e.conn === 'string') {
-      const kind = (e.timer as { kind?: string } | undefined)?.kind;
-      if (e.type === 'gone' || !kind) this.timerOf.delete(e.conn);
-      else this.timerOf.set(e.conn, kind);
-    } else if (e.source === 'packet' && (e.type === 'keepalive' || e.type === 'window-probe') && typeof e.conn === 'string') {
-      // A keepalive and a zero-window probe are the same segment on the wire (seq one below
-      // snd_nxt, no data); the sender's own timer tells them apart. The packets' view of the
-      // peer's window can be wrong: a capture on lo sees window updates that a DROP rule then
-      // discards before the sender gets them.
-      const kind = this.timerOf.get(e.conn);
-      if (kind === 'persist' && e.type === 'keepalive') e = { ...e, type: 'window-probe', by: 'the sender\'s persist timer' };
-      else if (kind === 'keepalive' && e.type === 'window-probe') e = { ...e, type: 'keepalive', by: 'the sender\'s keepalive timer' };
-    }
-    this.stream.push(e);
-    if (!this.reorderClosed) this.reorder.push(e);
-  }
-
   /** An event that can decide the verdict: a program's (its own, or strace's for it) or the lab's. */
   private record(event: AppEvent | TimelineEvent): void {
     const e = 'source' in event ? (event as TimelineEvent) : fromApp(event);
-    this.stream.push(e);
-    if (!this.reorderClosed) this.reorder.push(e);
+    this.observers.record(e);
     this.fireTriggers(e);
     this.wake?.();
   }
@@ -415,11 +354,9 @@ class ScenarioRun {
       // Once every client has exited (and its last events had time to arrive), nothing more will come.
       const clientsGone = clients.every((n) => this.exited.has(n)) && now - this.lastExit > DELIVERY_GRACE;
       const finished = now >= deadline || cancelled || clientsGone;
-      // The sockets' last word before judging: the monitor may be between two polls.
-      if (finished && this.sandbox?.alive) await this.monitor?.stop(true);
-      // strace's last lines (the program's exit) before judging.
-      if (finished) await Promise.all(this.tails.map((t) => t.stop()));
-      this.reorder.flush(now);
+      // Every source's last word before judging: the monitor may be between two polls.
+      if (finished) await this.observers.settle(this.sandbox?.alive ?? false);
+      this.observers.flush(now);
       const ev = evaluate(s.expect, this.events, timers, { start: started, now, finished, exited: this.exited });
       if (ev.done || finished) {
         if (cancelled) throw new LabError('cancelled');
@@ -500,15 +437,8 @@ class ScenarioRun {
       figures: this.figures(),
       series: this.series,
       ...(s.matrix ? { matrix: s.matrix } : {}),
-      events: this.stream.toArray(),
-      observed: {
-        dropped: this.stream.dropped.total,
-        socketPolls: this.monitor?.stats.polls ?? 0,
-        slowestPollMs: this.monitor?.stats.maxMs ?? 0,
-        packets: this.capture?.stats.packets ?? 0,
-        capture: this.capture?.method ?? null,
-        notes: this.notes,
-      },
+      events: this.observers.stream.toArray(),
+      observed: this.observers.observed,
       output,
     };
   }

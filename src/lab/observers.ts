@@ -1,0 +1,160 @@
+import { join } from 'node:path';
+import { monotonic } from './clock';
+import { LabError } from './errors';
+import type { Logger } from './log';
+import { SocketMonitor, type Snapshot } from './monitor';
+import { PacketCapture, type CaptureMethod } from './packets';
+import type { Sandbox } from './sandbox';
+import { STRACE_MISSING, straceArgv, straceAvailable, StraceTail } from './strace';
+import { EventStream, Reorder, type TimelineEvent } from './timeline';
+
+export interface ObserversOptions {
+  log: Logger;
+  /** Every event, in time order, about half a second behind the run. */
+  onEvent?: (e: TimelineEvent) => void;
+  /** Every socket poll, for figures sampled over the run (the TIME-WAIT count). */
+  onSnapshot?: (snap: Snapshot) => void;
+  /** Milliseconds between two socket polls (default 100). */
+  pollInterval?: number;
+  capture?: 'auto' | CaptureMethod | 'off';
+  python?: string;
+  /** No IPv6 in the scenario: the monitor walks one table per poll, not two. */
+  ipv4Only: boolean;
+}
+
+/** What the result says about how the run was watched. */
+export interface Observed {
+  /** Events the bounded stream dropped (oldest first). */
+  dropped: number;
+  socketPolls: number;
+  slowestPollMs: number;
+  packets: number;
+  capture: CaptureMethod | null;
+  /** What the user should know: a fallback taken, a source missing, their command traced. */
+  notes: string[];
+}
+
+/**
+ * Everything that watches one run and the one stream it feeds: the socket monitor, the packet
+ * capture, strace for a user's program, and the programs' and the lab's own events (`record`).
+ */
+export class RunObservers {
+  readonly stream = new EventStream();
+  private readonly reorder: Reorder;
+  private closed = false;
+  private monitor: SocketMonitor | undefined;
+  private capture: PacketCapture | undefined;
+  private readonly tails: StraceTail[] = [];
+  private readonly notes: string[] = [];
+  /** The timer each socket had at the last poll, by connection key. */
+  private readonly timerOf = new Map<string, string>();
+
+  constructor(private readonly options: ObserversOptions) {
+    this.reorder = new Reorder(0.5, (e) => options.onEvent?.(e));
+  }
+
+  /** Starts the socket monitor and the packet capture inside the sandbox. */
+  async start(sandbox: Sandbox): Promise<void> {
+    this.monitor = new SocketMonitor({
+      exec: sandbox.exec,
+      enter: (argv) => sandbox.enter(argv),
+      ipv4Only: this.options.ipv4Only,
+      log: this.options.log,
+      interval: this.options.pollInterval ?? 100,
+      processes: true,
+      onEvent: (e) => this.observe(e),
+      onSnapshot: this.options.onSnapshot,
+    }).start();
+    if (this.monitor.note) this.notes.push(this.monitor.note);
+    const method = this.options.capture ?? 'auto';
+    if (method === 'off') return;
+    try {
+      this.capture = await PacketCapture.start({
+        sandbox, log: this.options.log, method, python: this.options.python, onEvent: (e) => this.observe(e),
+        onStopped: (why) => this.notes.push(`packet capture stopped early: ${why}`),
+      });
+    } catch (e) {
+      // A missing capturer costs the packets, not the run.
+      this.notes.push(`no packets on the timeline: ${e instanceof LabError ? e.describe() : e instanceof Error ? e.message : e}`);
+    }
+  }
+
+  /**
+   * The argv that runs a user's program under strace (when installed): its failing connect(),
+   * recv() or send() come back as its `error` events, as a sample would report them.
+   */
+  traced(sandbox: Sandbox, name: string, argv: readonly string[], dir: string, record: (e: TimelineEvent) => void): string[] {
+    if (!straceAvailable()) {
+      this.notes.push(STRACE_MISSING);
+      return sandbox.enter(argv);
+    }
+    this.notes.push(`${name}: your command (${argv.join(' ').slice(0, 200)}), its errors read by strace`);
+    const file = join(dir, `strace-${name}.txt`);
+    this.tails.push(new StraceTail({ file, proc: name, log: this.options.log, onEvent: record }).start());
+    return sandbox.enter(straceArgv(file, argv));
+  }
+
+  /** An event that can decide the verdict: a program's (its own, or strace's for it) or the lab's. */
+  record(e: TimelineEvent): void {
+    this.stream.push(e);
+    if (!this.closed) this.reorder.push(e);
+  }
+
+  /** An event no program reported (a socket transition, a packet): on the timeline, never a trigger. */
+  private observe(e: TimelineEvent): void {
+    if (e.source === 'socket' && typeof e.conn === 'string') {
+      const kind = (e.timer as { kind?: string } | undefined)?.kind;
+      if (e.type === 'gone' || !kind) this.timerOf.delete(e.conn);
+      else this.timerOf.set(e.conn, kind);
+    } else if (e.source === 'packet' && (e.type === 'keepalive' || e.type === 'window-probe') && typeof e.conn === 'string') {
+      // A keepalive and a zero-window probe are the same segment on the wire (seq one below
+      // snd_nxt, no data); the sender's own timer tells them apart. The packets' view of the
+      // peer's window can be wrong: a capture on lo sees window updates that a DROP rule then
+      // discards before the sender gets them.
+      const kind = this.timerOf.get(e.conn);
+      if (kind === 'persist' && e.type === 'keepalive') e = { ...e, type: 'window-probe', by: 'the sender\'s persist timer' };
+      else if (kind === 'keepalive' && e.type === 'window-probe') e = { ...e, type: 'keepalive', by: 'the sender\'s keepalive timer' };
+    }
+    this.stream.push(e);
+    if (!this.closed) this.reorder.push(e);
+  }
+
+  /** Releases the events the reorder window has held long enough. */
+  flush(now = monotonic()): void {
+    this.reorder.flush(now);
+  }
+
+  /** The last word of every source before judging: a final socket poll, strace's last lines. */
+  async settle(sandboxAlive: boolean): Promise<void> {
+    if (sandboxAlive) await this.monitor?.stop(true);
+    await Promise.all(this.tails.map((t) => t.stop()));
+  }
+
+  /** Stops every source and releases the rest of the stream: nothing after this belongs to the run. */
+  async close(sandboxAlive: boolean): Promise<void> {
+    if (this.closed) return;
+    await this.monitor?.stop(sandboxAlive);
+    await this.capture?.dispose();
+    await Promise.all(this.tails.map((t) => t.stop()));
+    this.reorder.flush(monotonic(), true);
+    this.closed = true;
+  }
+
+  get observed(): Observed {
+    return {
+      dropped: this.stream.dropped.total,
+      socketPolls: this.monitor?.stats.polls ?? 0,
+      slowestPollMs: this.monitor?.stats.maxMs ?? 0,
+      packets: this.capture?.stats.packets ?? 0,
+      capture: this.capture?.method ?? null,
+      notes: this.notes,
+    };
+  }
+
+  /** Disposed before the namespace: no poll or capture may race its end. */
+  async dispose(): Promise<void> {
+    await this.monitor?.dispose();
+    await this.capture?.dispose();
+    await Promise.all(this.tails.map((t) => t.stop()));
+  }
+}
