@@ -1,11 +1,10 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { monotonic, sleep } from './clock';
-import type { Exec } from './exec';
+import { labEnv, type Exec } from './exec';
 import type { Logger } from './log';
 import { parseNetstat } from './netstat';
 import { missingTools } from './preflight';
-import { labEnv } from './exec';
 import { connectionKey, parseSs, type SocketTimer, type SsParse, type SsSocket } from './ss';
 import { SOCKETS, type TimelineEvent } from './timeline';
 
@@ -15,10 +14,10 @@ import { SOCKETS, type TimelineEvent } from './timeline';
  * would notice: a socket appears, its state changes, a timer starts, changes kind or counts
  * another retry, the retransmission counter rises, the socket goes.
  *
- * An event's `t` is the end of the poll that saw the change (the kernel's state was read by
- * then) and `after` the start of the poll before it: the change happened in between. With
- * the default 100 ms interval that is the monitor's resolution; packets and the programs'
- * own events carry exact times.
+ * An event's `t` is when the poll that saw the change had ended (the kernel's state was read
+ * by then) and `after` about when the poll before it read the table: the change happened in
+ * between. With the default 100 ms interval that is the monitor's resolution; packets and the
+ * programs' own events carry exact times.
  */
 
 export type Transition = 'new' | 'state' | 'timer' | 'retrans' | 'gone';
@@ -98,6 +97,7 @@ export function pollArgv(tool: 'ss' | 'netstat', processes: boolean, filter: rea
 
 /** The line the polling shell prints after each run of the poll command. */
 const MARK = '@@tcp-lab-poll';
+const MARK_BYTES = Buffer.from(MARK);
 
 /**
  * The polling shell: a fixed script, the interval and the poll argv as its positional
@@ -268,19 +268,31 @@ export class SocketMonitor {
     // grandchild, and only a signal to the group reaches it (and the ss or sleep it runs).
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: labEnv(), detached: true });
     this.shell = child;
-    let text = '';
+    // Bytes, not strings: a 5 MB table arrives in ~80 chunks, and decoding and searching each
+    // as text cost more than parsing it. The marker is looked for with Buffer.indexOf, and a
+    // snapshot is decoded once, whole.
+    let parts: Buffer[] = [];
+    let tail: Buffer = Buffer.alloc(0);
     let err = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => { err = (err + d).slice(-2000); });
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      text += chunk;
+    child.stdout.on('data', (chunk: Buffer) => {
+      parts.push(chunk);
+      // The marker may straddle two chunks: look at the end of the last one too.
+      const seam = Buffer.concat([tail, chunk.subarray(0, MARK_BYTES.length + 32)]);
+      tail = chunk.subarray(Math.max(0, chunk.length - MARK_BYTES.length - 32));
+      if (!chunk.includes(MARK_BYTES) && !seam.includes(MARK_BYTES)) {
+        // A snapshot larger than this is not a socket table: drop it rather than grow without end.
+        if (parts.length > 4096) parts = [];
+        return;
+      }
+      let all: Buffer = Buffer.concat(parts);
       for (;;) {
-        const at = text.indexOf(MARK);
-        if (at < 0) break;
-        const end = text.indexOf('\n', at);
+        const at = all.indexOf(MARK_BYTES);
+        const end = at < 0 ? -1 : all.indexOf(10, at);
         if (end < 0) break;
-        const status = text.slice(at + MARK.length, end);
-        const out = text.slice(0, at);
-        text = text.slice(end + 1);
+        const status = all.toString('latin1', at + MARK_BYTES.length, end);
+        const out = all.toString('utf8', 0, at);
+        all = all.subarray(end + 1);
         if (this.stopping) continue;
         if (status.startsWith('-failed')) {
           if (this.failed(new Error(`${this.tool} failed${status.slice(7)}: ${err.trim()}`))) this.killShell();
@@ -290,8 +302,8 @@ export class SocketMonitor {
         this.take(out, this.lastPoll ?? t, t);
         this.lastPoll = t;
       }
-      // A snapshot larger than this is not a socket table: drop it rather than grow without end.
-      if (text.length > 256 * 1024 * 1024) text = '';
+      parts = all.length ? [all] : [];
+      tail = all.subarray(Math.max(0, all.length - MARK_BYTES.length - 32));
     });
     return new Promise<void>((resolve) => {
       child.once('error', (e) => { this.failed(e); resolve(); });
