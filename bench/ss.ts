@@ -11,8 +11,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { diffSnapshots, EMPTY_TABLE } from '../src/lab/monitor';
 import { parseNetstat } from '../src/lab/netstat';
-import { parseSs } from '../src/lab/ss';
+import { parseSs, type SsParse } from '../src/lab/ss';
 
 const fixture = (name: string) => readFileSync(join(__dirname, '..', 'src', 'lab', 'fixtures', name), 'utf8');
 
@@ -115,8 +116,24 @@ function measure(label: string, text: string, n: number, parse: (t: string) => {
   console.log(`${label} ${String(n).padStart(6)} sockets (${(text.length / 1024).toFixed(0)} KiB): median ${times[10]!.toFixed(2)} ms, max ${times.at(-1)!.toFixed(2)} ms, ${parsed} parsed${rejected ? `, ${rejected} REJECTED` : ''}`);
 }
 
+/** The parse, then every socket's -i details read (they are read lazily: this is the full cost). */
+function parseAndReadDetails(text: string): SsParse {
+  const parsed = parseSs(text);
+  for (const s of parsed.sockets) void s.details?.rto;
+  return parsed;
+}
+
 export function benchSsParse(): void {
   for (const n of [1000, 10_000]) measure('ss parse     ', ssOutput(n), n, parseSs);
+  const text = ssOutput(10_000);
+  measure('ss + details ', text, 10_000, parseAndReadDetails);
+  // The monitor's steady poll: a fresh parse diffed against the last one, nothing changed.
+  let last = diffSnapshots(EMPTY_TABLE, parseSs(text).sockets, 0, 0).now;
+  measure('ss + diff    ', text, 10_000, (t) => {
+    const parsed = parseSs(t);
+    last = diffSnapshots(last, parsed.sockets, 1, 0).now;
+    return parsed;
+  });
   measure('netstat parse', netstatOutput(10_000), 10_000, parseNetstat);
 }
 

@@ -2,13 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connectionKey, parseEndpoint, parseSs, parseTimerTime } from './ss';
+import { connectionKey, detailsRejections, parseEndpoint, parseSs, parseTimerTime } from './ss';
 
 const fixture = (name: string) => readFileSync(join(__dirname, 'fixtures', name), 'utf8');
 
 test('real ss -tanoie output: every socket, state, queue, timer and detail', () => {
   const { sockets, rejected } = parseSs(fixture('ss-tanoie.txt'));
   assert.deepEqual(rejected, []);
+  assert.deepEqual(detailsRejections(sockets), []);
   assert.deepEqual(sockets.map((s) => `${s.state} ${connectionKey(s)}`), [
     'LISTEN 127.0.0.1:7000>0.0.0.0:*',
     'ESTAB 127.0.0.1:7000>127.0.0.1:44122',
@@ -71,6 +72,7 @@ test('real ss -tanoiep: a socket two processes hold, one named with spaces, quot
 test('real timers: SYN retransmissions, unanswered keepalive probes, a zero window (persist)', () => {
   const { sockets, rejected } = parseSs(fixture('ss-tanoie-sockets.txt'));
   assert.deepEqual(rejected, []);
+  assert.deepEqual(detailsRejections(sockets), []);
   const at = (k: string) => sockets.find((s) => connectionKey(s) === k)!;
   assert.deepEqual(at('127.0.0.1:58866>127.0.0.1:7001').timer, { kind: 'on', ms: 488, count: 2 });
   assert.deepEqual(at('127.0.0.1:60820>127.0.0.1:7007').timer, { kind: 'keepalive', ms: 488, count: 2 }, 'the count is probes sent');
@@ -169,6 +171,60 @@ test('malformed lines are rejected with a reason, the good ones around them kept
   ]);
 });
 
+test('a bad -i field: the socket reports it when its details are read, the other fields kept', () => {
+  // The -i line is read on first access (most readers never need it), so its problems are the
+  // socket's to report, not the parse's.
+  const text = [
+    'ESTAB 0 0 127.0.0.1:1 127.0.0.1:2',
+    '\t ts rto:zz cwnd:10 retrans:1/3 lastsnd:5',
+    'ESTAB 0 0 127.0.0.1:3 127.0.0.1:4',
+    '\t rto:204 retrans:1/x',
+    'ESTAB 0 0 127.0.0.1:5 127.0.0.1:6',
+    '\t rto:204',
+  ].join('\n');
+  const { sockets, rejected } = parseSs(text);
+  assert.deepEqual(rejected, [], 'the scan does not read -i lines');
+  const [a, b, c] = sockets;
+  assert.deepEqual(a!.detailsRejected, { line: '\t ts rto:zz cwnd:10 retrans:1/3 lastsnd:5', reason: 'rto: not a number' });
+  assert.deepEqual([a!.details!.rto, a!.details!.cwnd, a!.details!.retransTotal, a!.details!.lastsnd, a!.details!.flags], [undefined, 10, 3, 5, ['ts']]);
+  assert.equal(b!.details!.retransTotal, undefined, 'retrans:1/x is not read');
+  assert.equal(b!.details!.rto, 204);
+  assert.equal(c!.detailsRejected, null);
+  assert.deepEqual(detailsRejections(sockets).map((r) => r.reason), ['rto: not a number', 'retrans: not a/b']);
+});
+
+test('details: read on first use, printed by JSON, retrans read alone as the full read does', () => {
+  const text = fixture('ss-tanoie-sockets.txt');
+  const parsed = parseSs(text);
+  // JSON has every field, in the same order as a plain object would: what the UI and logs get.
+  const json = JSON.parse(JSON.stringify(parsed.sockets));
+  const fields = ['rto', 'rtt', 'rttvar', 'ato', 'mss', 'cwnd', 'ssthresh', 'retrans', 'retransTotal', 'unacked', 'lost', 'bytesSent', 'bytesAcked', 'bytesReceived', 'bytesRetrans', 'segsOut', 'segsIn', 'lastsnd', 'lastrcv', 'lastack', 'flags'] as const;
+  for (const [k, s] of parsed.sockets.entries()) {
+    const d = s.details;
+    if (d === null) assert.equal(json[k].details, null);
+    else {
+      assert.deepEqual(Object.keys(json[k].details), fields.filter((f) => d[f] !== undefined), 'printed in the plain object\'s order');
+      for (const f of fields) assert.deepEqual(json[k].details[f], d[f], f);
+    }
+    assert.deepEqual(Object.keys(json[k]), ['state', 'recvQ', 'sendQ', 'local', 'peer', 'timer', 'uid', 'inode', 'sk', 'shutdown', 'processes', 'details']);
+  }
+  const withRetrans = json.filter((s: { details: { retransTotal?: number } | null }) => s.details?.retransTotal !== undefined);
+  assert.ok(withRetrans.length > 0, 'the capture has sockets that retransmitted');
+  // retrans alone (before any other field), against the full read.
+  const fresh = parseSs(text).sockets;
+  assert.deepEqual(fresh.map((s) => [s.details?.retrans, s.details?.retransTotal]), json.map((s: { details: { retrans?: number; retransTotal?: number } | null }) => [s.details?.retrans, s.details?.retransTotal]));
+  const { sockets: [tricky] } = parseSs('ESTAB 0 0 127.0.0.1:1 127.0.0.1:2\n\t retrans:0/2 bytes_retrans:300 lost:1\n\t retrans:1/4');
+  assert.deepEqual([tricky!.details!.retrans, tricky!.details!.retransTotal, tricky!.details!.bytesRetrans], [1, 4, 300], 'the last retrans:, not bytes_retrans:');
+  assert.deepEqual(JSON.parse(JSON.stringify(tricky)).details.retransTotal, 4);
+});
+
+test('a socket with no process shares a frozen empty list', () => {
+  const { sockets } = parseSs('ESTAB 0 0 127.0.0.1:1 127.0.0.1:2\nESTAB 0 0 127.0.0.1:3 127.0.0.1:4');
+  assert.deepEqual(sockets[0]!.processes, []);
+  assert.throws(() => sockets[0]!.processes.push({ name: 'x', pid: 1, fd: 1 }), TypeError);
+  assert.deepEqual(sockets[1]!.processes, []);
+});
+
 test('fuzz: random, truncated and mutated lines never throw', () => {
   // A fixed seed: a failure is reproducible.
   let seed = 12345;
@@ -176,8 +232,11 @@ test('fuzz: random, truncated and mutated lines never throw', () => {
   const real = ['ss-tanoie.txt', 'ss-tanoiep.txt', 'ss-tanoiep-shared.txt', 'ss-tanoie-tty.txt'].map(fixture).join('\n').split('\n');
   const alphabet = 'ESTAB LISTEN:()[],.%*<->/0123456789abcdef\t "=_-msecmin\r\u00e9\u4e2d\ud83d';
   let parsed = 0;
+  let withDetails = 0;
   for (let i = 0; i < 5000; i++) {
-    const base = real[Math.floor(rand() * real.length)]!;
+    // Two lines in a row: a socket's line and its -i line as a rule, so details are fuzzed too.
+    const at = Math.floor(rand() * (real.length - 1));
+    const base = `${real[at]}\n${real[at + 1]}`;
     let line: string;
     const mode = i % 3;
     if (mode === 0) line = base.slice(0, Math.floor(rand() * base.length));
@@ -191,7 +250,14 @@ test('fuzz: random, truncated and mutated lines never throw', () => {
     for (const s of r.sockets) {
       assert.ok(Number.isInteger(s.recvQ) && Number.isInteger(s.sendQ), line);
       if (s.timer) assert.ok(Number.isFinite(s.timer.ms) && s.timer.ms >= 0, line);
+      // The -i line is read here, not in parseSs: it must not throw either.
+      if (s.details) withDetails++;
+      const retrans = s.details?.retransTotal;
+      JSON.stringify(s);
+      assert.equal(s.details?.retransTotal, retrans, line);
+      void s.detailsRejected;
     }
   }
   assert.ok(parsed > 100, 'some truncated real lines still parse (at least the 5 columns)');
+  assert.ok(withDetails > 100, `-i lines were read: ${withDetails}`);
 });
