@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { labEnv } from './exec';
 import { silentLogger } from './log';
+import { fuzzInputs } from '../../test/support/fuzz';
 import { parseNetstat } from './netstat';
 import { Sandbox } from './sandbox';
 import { connectionKey, parseSs, type SsSocket } from './ss';
@@ -292,21 +293,12 @@ test('malformed lines are rejected with a reason, the good ones around them kept
 });
 
 test('fuzz: random, truncated and mutated lines never throw', () => {
-  let seed = 4242;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
   const real = `${fixture('netstat-tanoe.txt')}\n${fixture('netstat-tanoep.txt')}\n${fixture('netstat-tanoe-ipv6-cut.txt')}`.split('\n');
   const alphabet = 'tcp6 ESTABLISHED LISTEN_TIME_WAIT:()[].%*/0123456789abcdef\t "-onkeepalive\u00e9\u4e2d';
   let parsed = 0;
-  for (let i = 0; i < 5000; i++) {
-    const base = real[Math.floor(rand() * real.length)]!;
-    let line: string;
-    const mode = i % 3;
-    if (mode === 0) line = base.slice(0, Math.floor(rand() * base.length));
-    else if (mode === 1) {
-      const chars = [...base];
-      for (let k = 0; k < 4; k++) chars[Math.floor(rand() * chars.length)] = alphabet[Math.floor(rand() * alphabet.length)]!;
-      line = chars.join('');
-    } else line = Array.from({ length: Math.floor(rand() * 160) }, () => alphabet[Math.floor(rand() * alphabet.length)]).join('');
+  let i = 0;
+  for (const line of fuzzInputs((rand) => real[Math.floor(rand() * real.length)]!, alphabet, { count: 5000, seed: 4242, maxRandom: 160 })) {
+    i++;
     const r = parseNetstat(line, { wide: i % 2 === 0 });
     parsed += r.sockets.length;
     for (const s of r.sockets) {

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fuzzInputs } from '../../test/support/fuzz';
 import { connectionKey, detailsRejections, parseEndpoint, parseSs, parseTimerTime } from './ss';
 
 const fixture = (name: string) => readFileSync(join(__dirname, 'fixtures', name), 'utf8');
@@ -226,25 +227,16 @@ test('a socket with no process shares a frozen empty list', () => {
 });
 
 test('fuzz: random, truncated and mutated lines never throw', () => {
-  // A fixed seed: a failure is reproducible.
-  let seed = 12345;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
   const real = ['ss-tanoie.txt', 'ss-tanoiep.txt', 'ss-tanoiep-shared.txt', 'ss-tanoie-tty.txt'].map(fixture).join('\n').split('\n');
   const alphabet = 'ESTAB LISTEN:()[],.%*<->/0123456789abcdef\t "=_-msecmin\r\u00e9\u4e2d\ud83d';
   let parsed = 0;
   let withDetails = 0;
-  for (let i = 0; i < 5000; i++) {
-    // Two lines in a row: a socket's line and its -i line as a rule, so details are fuzzed too.
+  // Two lines in a row: a socket's line and its -i line as a rule, so details are fuzzed too.
+  const pair = (rand: () => number) => {
     const at = Math.floor(rand() * (real.length - 1));
-    const base = `${real[at]}\n${real[at + 1]}`;
-    let line: string;
-    const mode = i % 3;
-    if (mode === 0) line = base.slice(0, Math.floor(rand() * base.length));
-    else if (mode === 1) {
-      const chars = [...base];
-      for (let k = 0; k < 4; k++) chars[Math.floor(rand() * chars.length)] = alphabet[Math.floor(rand() * alphabet.length)]!;
-      line = chars.join('');
-    } else line = Array.from({ length: Math.floor(rand() * 120) }, () => alphabet[Math.floor(rand() * alphabet.length)]).join('');
+    return `${real[at]}\n${real[at + 1]}`;
+  };
+  for (const line of fuzzInputs(pair, alphabet, { count: 5000, seed: 12345, maxRandom: 120 })) {
     const r = parseSs(line);
     parsed += r.sockets.length;
     for (const s of r.sockets) {
