@@ -25,7 +25,10 @@ for (const as of ['self', 'user'] as const) test(`watch -- COMMAND (${as === 'us
   assert.ok(about(new RegExp(`new .*127\\.0\\.0\\.1:${port}>0\\.0\\.0\\.0:\\* +LISTEN`)), run.stdout);
   const client = about(new RegExp(`new .*127\\.0\\.0\\.1:\\d+>127\\.0\\.0\\.1:${port} +ESTAB timer:keepalive`));
   assert.ok(client, `the client socket, ESTABLISHED with its keepalive timer:\n${run.stdout}`);
-  assert.ok(about(/state .*ESTAB -> (FIN-WAIT-2|TIME-WAIT)/), `the active close:\n${run.stdout}`);
+  // FIN-WAIT-1 is seen when the poll lands before the peer's ACK (a loaded machine).
+  assert.ok(about(/state .*ESTAB -> (FIN-WAIT-1|FIN-WAIT-2|TIME-WAIT)/), `the active close:\n${run.stdout}`);
+  const first = lines.find((l) => /^\+\s*[\d.]+ s  new/.test(l));
+  assert.match(first ?? '', new RegExp(`127\\.0\\.0\\.1:${port}>`), `the first socket shown is the command's listener, no other socket of the host:\n${run.stdout}`);
   assert.ok(about(/state .*ESTAB -> CLOSE-WAIT/), `the passive side:\n${run.stdout}`);
   assert.ok(about(new RegExp(`gone .*127\\.0\\.0\\.1:${port}>0\\.0\\.0\\.0:\\*`)), `the listener closed:\n${run.stdout}`);
   assert.match(run.stdout, /users|python3\/\d+/, 'the owner is shown');

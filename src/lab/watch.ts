@@ -84,7 +84,8 @@ export async function watchSockets(o: WatchOptions): Promise<number> {
   const key = (s: SsSocket) => `${s.local.address}:${s.local.port}>${s.peer.address}:${s.peer.port}`;
   const selected = (s: SsSocket): boolean => {
     if (o.port !== undefined && s.local.port !== o.port && s.peer.port !== o.port) return false;
-    if (!child) return true;
+    // Following a command: nothing but its sockets, none before it has started.
+    if (!o.command) return true;
     if (s.processes.some((p) => tree.has(p.pid))) ours.add(key(s));
     return ours.has(key(s));
   };
