@@ -1,5 +1,4 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { measureClockOffset, toMonotonic, type ClockOffset } from './clock';
@@ -10,7 +9,7 @@ import { PacketClassifier } from './packetClassify';
 import { decodeFrame, type Packet } from './packetDecode';
 import { MAX_RECORD, PcapReader, type PcapRecord } from './pcap';
 import { missingTools } from './preflight';
-import type { Sandbox } from './sandbox';
+import { firstChild, type Sandbox } from './sandbox';
 import { samplesDir } from './samples';
 import type { TimelineEvent } from './timeline';
 
@@ -291,11 +290,8 @@ export class PacketCapture {
   private signal(sig: NodeJS.Signals): void {
     const pid = this.child.pid;
     if (pid === undefined) return;
-    let target = pid;
-    try {
-      const first = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]);
-      if (Number.isInteger(first) && first > 0) target = first;
-    } catch { /* nsenter has gone, or has not forked yet */ }
+    // nsenter may have gone, or not forked yet: then nsenter itself.
+    const target = firstChild(pid) ?? pid;
     try { process.kill(target, sig); } catch { /* gone */ }
     if (sig === 'SIGKILL' && target !== pid) {
       try { process.kill(pid, sig); } catch { /* gone */ }

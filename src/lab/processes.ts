@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import * as pty from 'node-pty';
 import { labEnv } from './exec';
+import { firstChild } from './sandbox';
 import type { Logger } from './log';
 
 export interface ExitInfo {
@@ -89,15 +89,6 @@ export class LabProcess {
     // nsenter did not go with its program (a program that forked, say): the whole group.
     try { process.kill(-this.term.pid, 'SIGKILL'); } catch { /* gone */ }
     await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1000))]);
-  }
-}
-
-function firstChild(pid: number): number | undefined {
-  try {
-    const first = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]);
-    return Number.isInteger(first) && first > 0 ? first : undefined;
-  } catch {
-    return undefined;
   }
 }
 

@@ -145,11 +145,20 @@ function canMapSubIds(): boolean {
   return has('/etc/subuid') && has('/etc/subgid');
 }
 
+/** The first child of `pid` (the program nsenter or unshare forked for), if there is one yet. */
+export function firstChild(pid: number): number | undefined {
+  try {
+    const first = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(first) && first > 0 ? first : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** unshare --fork leaves exactly one child: the namespace's init. */
 function initPid(unsharePid: number): number {
-  const children = readFileSync(`/proc/${unsharePid}/task/${unsharePid}/children`, 'utf8').trim().split(/\s+/);
-  const pid = Number(children[0]);
-  if (!Number.isInteger(pid) || pid <= 0) throw new LabError(`cannot find the namespace's init under unshare (pid ${unsharePid})`);
+  const pid = firstChild(unsharePid);
+  if (pid === undefined) throw new LabError(`cannot find the namespace's init under unshare (pid ${unsharePid})`);
   return pid;
 }
 

@@ -6,10 +6,11 @@
  */
 import type { Rejected, TcpDetails } from './ss';
 import * as ssText from './ssText';
+import type { TabMemo } from './ssText';
 
 // tsx compiles each module to CommonJS, where every use of an imported name calls a getter: in
 // these loops that was half the parse time. So the names are copied once into local constants.
-const { COLON, DOT, SLASH, ZERO, codes, isBlank, isDigit, spells } = ssText;
+const { COLON, DOT, SLASH, ZERO, codes, isBlank, isDigit, spells, tokenEnd } = ssText;
 
 /** A word of the -i line the lab reads. All share one shape, so the loop over them stays fast. */
 interface DetailWord {
@@ -80,10 +81,8 @@ const UNREADABLE = -2;
  */
 class DetailsReader {
   private text = '';
-  /** The next tab at or after the last token looked at; `limit` when there is none before it. */
-  private nextTab = -1;
-  /** Where a tab search stops: the end of the lines being read, not of the whole text. */
-  private limit = 0;
+  /** The next tab at or after the last token looked at; the search stops at the end of the lines being read. */
+  private readonly tabs: TabMemo = { nextTab: -1, limit: 0 };
   /** The flags of the line being read: flags[0, flagCount). */
   private readonly flags: string[] = [];
   private flagCount = 0;
@@ -101,8 +100,8 @@ class DetailsReader {
    */
   read(text: string, start: number, end: number): TcpDetails {
     this.text = text;
-    this.nextTab = -1;
-    this.limit = end;
+    this.tabs.nextTab = -1;
+    this.tabs.limit = end;
     this.firstProblem = null;
     this.problemLine = -1;
     const d = newDetails();
@@ -120,17 +119,9 @@ class DetailsReader {
     return d;
   }
 
-  /** The end of the token at i: the next space or tab, or `end` (see ssScan.ts's tokenEnd). */
+  /** The end of the token at i: the next space or tab, or `end`. */
   private tokenEnd(i: number, end: number): number {
-    const text = this.text;
-    let j = text.indexOf(' ', i);
-    if (j < 0 || j > end) j = end;
-    if (this.nextTab < i) {
-      const t = text.indexOf('\t', i);
-      // Bounded by the lines read: a search to the end of a 6 MB text per socket would be slow.
-      this.nextTab = t < 0 || t > this.limit ? this.limit : t;
-    }
-    return this.nextTab < j ? this.nextTab : j;
+    return tokenEnd(this.text, i, end, this.tabs);
   }
 
   /**

@@ -12,10 +12,11 @@ import type { ProcessRef, Rejected, SocketTimer, SsParse, SsSocket, TcpDetails, 
 import { TcpInfo } from './ssDetails';
 import * as ssLine from './ssLine';
 import * as ssText from './ssText';
+import type { TabMemo } from './ssText';
 
 // tsx compiles each module to CommonJS, where every use of an imported name calls a getter: in
 // these loops that was half the parse time. So the names are copied once into local constants.
-const { CR, LPAREN, SPACE, TAB, codes, isBlank, spells, uintAt, wordIn } = ssText;
+const { CR, LPAREN, SPACE, TAB, codes, isBlank, spells, tokenEnd, uintAt, wordIn } = ssText;
 const { endpointAt, readField, usersAt } = ssLine;
 
 export const TCP_STATES = [
@@ -110,11 +111,13 @@ export class SsScanner {
   private readonly sockets: ScannedSocket[] = [];
   private readonly rejected: Rejected[] = [];
   /** The next tab at or after the last token looked at; text.length when there is none. */
-  private nextTab = -1;
+  private readonly tabs: TabMemo;
   /** Bounds of the five columns of the line being read. */
   private readonly columns = new Int32Array(10);
 
-  constructor(private readonly text: string) {}
+  constructor(private readonly text: string) {
+    this.tabs = { nextTab: -1, limit: text.length };
+  }
 
   parse(): SsParse {
     const text = this.text;
@@ -155,20 +158,9 @@ export class SsScanner {
     this.rejected.push({ line: this.text.slice(pos, nl).trimEnd().slice(0, 200), reason });
   }
 
-  /**
-   * The end of the token at i: the next space or tab, or the line's end. Spaces come every few
-   * characters, so indexOf finds one at once; tabs start the -i lines only, so the next one is
-   * remembered rather than searched for from every token (which would scan far ahead each time).
-   */
+  /** The end of the token at i: the next space or tab, or the line's end. */
   private tokenEnd(i: number, end: number): number {
-    const text = this.text;
-    let j = text.indexOf(' ', i);
-    if (j < 0 || j > end) j = end;
-    if (this.nextTab < i) {
-      const t = text.indexOf('\t', i);
-      this.nextTab = t < 0 ? text.length : t;
-    }
-    return this.nextTab < j ? this.nextTab : j;
+    return tokenEnd(this.text, i, end, this.tabs);
   }
 
   /**

@@ -52,3 +52,24 @@ export function uintAt(text: string, a: number, b: number): number {
   // Past 15 digits the sum above may round differently from Number(): let Number decide.
   return b - a > 15 ? Number(text.slice(a, b)) : n;
 }
+
+/** Where a reader of tokens remembers the next tab, and how far it may look for one. */
+export interface TabMemo {
+  nextTab: number;
+  limit: number;
+}
+
+/**
+ * The end of the token at i: the next space or tab, or `end`. Spaces come every few
+ * characters, so indexOf finds one at once; tabs start the -i lines only, so the next one is
+ * remembered (up to `limit`, not the end of a 6 MB text) rather than searched for from every token.
+ */
+export function tokenEnd(text: string, i: number, end: number, memo: TabMemo): number {
+  let j = text.indexOf(' ', i);
+  if (j < 0 || j > end) j = end;
+  if (memo.nextTab < i) {
+    const t = text.indexOf('\t', i);
+    memo.nextTab = t < 0 || t > memo.limit ? memo.limit : t;
+  }
+  return memo.nextTab < j ? memo.nextTab : j;
+}

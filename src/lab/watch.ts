@@ -5,7 +5,7 @@ import { hostExec, labEnv } from './exec';
 import { LabError } from './errors';
 import type { Logger } from './log';
 import { SocketMonitor } from './monitor';
-import type { SsSocket } from './ss';
+import { connectionKey, type SsSocket } from './ss';
 import type { TimelineEvent } from './timeline';
 
 /**
@@ -81,13 +81,13 @@ export async function watchSockets(o: WatchOptions): Promise<number> {
   // Sockets the command owned once stay followed after their owner lets go (TIME-WAIT has no owner).
   const ours = new Set<string>();
   let tree = new Set<number>();
-  const key = (s: SsSocket) => `${s.local.address}:${s.local.port}>${s.peer.address}:${s.peer.port}`;
   const selected = (s: SsSocket): boolean => {
     if (o.port !== undefined && s.local.port !== o.port && s.peer.port !== o.port) return false;
     // Following a command: nothing but its sockets, none before it has started.
     if (!o.command) return true;
-    if (s.processes.some((p) => tree.has(p.pid))) ours.add(key(s));
-    return ours.has(key(s));
+    const key = connectionKey(s);
+    if (s.processes.some((p) => tree.has(p.pid))) ours.add(key);
+    return ours.has(key);
   };
   const monitor = new SocketMonitor({
     exec: hostExec(o.log, 'watch'),
