@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ScenarioResult } from './lab/runner';
-import { formatFigures, formatMatrices, formatSeries } from './report';
+import { formatFigures, formatMatrices, formatSeries, headline } from './report';
 
 test('a TIME-WAIT series draws as a rising curve with its peak and when', () => {
   const line = formatSeries([[0.1, 0], [0.3, 4], [0.5, 10]], 1.0, 10);
@@ -38,4 +38,17 @@ test('figures read by what they measure', () => {
     formatFigures([f('answered', 'count', 40, 'requests'), f('per request', 'median', 0.0437, 's'), f('per request', 'p95', 0.0473, 's'), f('TIME-WAIT sockets', 'max', 10, 'sockets')]),
     '40 requests answered; per request: median 43.7 ms, p95 47.3 ms (40 samples); TIME-WAIT sockets: peak 10 sockets',
   );
+});
+
+test('a notification line names the errno with its number, when, and what was expected', () => {
+  const r = {
+    id: 'connect-timeout-drop-syn', verdict: 'pass', checks: [],
+    expected: { outcome: 'error', errno: { name: 'ETIMEDOUT', number: 110 }, seconds: [2.91, 3.54], says: '' },
+    measured: { outcome: 'error', errno: { name: 'ETIMEDOUT', number: 110 }, seconds: 3.06, says: null },
+  } as unknown as ScenarioResult;
+  assert.equal(headline(r), 'PASS connect-timeout-drop-syn: ETIMEDOUT (110) after 3.06 s, expected ETIMEDOUT (110) in 2.91-3.54 s');
+  const none = { ...r, verdict: 'fail', measured: { outcome: null, errno: null, seconds: null, says: null } } as unknown as ScenarioResult;
+  assert.equal(headline(none), 'FAIL connect-timeout-drop-syn: nothing happened, expected ETIMEDOUT (110) in 2.91-3.54 s');
+  const broken = { ...r, verdict: 'fail', error: 'unshare: user namespaces are off\n  hint' } as unknown as ScenarioResult;
+  assert.equal(headline(broken), 'FAIL connect-timeout-drop-syn: unshare: user namespaces are off');
 });

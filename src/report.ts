@@ -46,6 +46,23 @@ export function formatResult(r: ScenarioResult, options: { explain?: boolean; co
   return lines.join('\n');
 }
 
+/**
+ * One line for a notification: the verdict, the id, and what happened against what was
+ * expected ("PASS connect-refused: ECONNREFUSED (111) after 0.00 s, expected in 0.00-0.50 s").
+ */
+export function headline(r: ScenarioResult): string {
+  const head = `${r.verdict === 'pass' ? 'PASS' : 'FAIL'} ${r.id}`;
+  if (r.error) return `${head}: ${r.error.split('\n')[0]}`;
+  const primary = r.checks.find((ch) => ch.primary && ch.unit !== undefined);
+  if (primary) return `${head}: ${primary.observed ?? 'nothing'} (expected ${primary.expected})`;
+  const m = r.measured;
+  const e = r.expected;
+  const got = m.errno ? `${m.errno.name} (${m.errno.number})` : m.outcome ?? 'nothing happened';
+  const when = m.seconds === null ? '' : ` after ${fmt(m.seconds)}`;
+  const want = e.errno ? `${e.errno.name} (${e.errno.number})` : e.outcome;
+  return `${head}: ${got}${when}, expected ${want} ${band(e.seconds)}`.trimEnd();
+}
+
 /** The JSON object of one result: everything but the raw events and program output. */
 export function resultJson(r: ScenarioResult): Omit<ScenarioResult, 'events' | 'output'> {
   const { events: _e, output: _o, ...rest } = r;

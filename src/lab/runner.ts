@@ -44,6 +44,22 @@ export interface RunOptions {
   capture?: 'auto' | CaptureMethod | 'off';
   /** Each program as it starts: the editor shows it in a terminal. */
   onProcess?: (p: LabProcess) => void;
+  /** Once the namespace is up: what the editor's session view shows while the run goes on. */
+  onLive?: (live: LiveLab) => void;
+  /**
+   * Timers set inside the namespace over the scenario's own (validated like any sysctl). The
+   * checks are judged against the timers then in force, so a band follows them where it can.
+   */
+  sysctls?: Readonly<Record<string, SysctlValue>>;
+}
+
+/** A handle on a run in progress, for a live view. */
+export interface LiveLab {
+  mode: SandboxMode;
+  /** Host PID of the namespace's init: `nsenter -t PID -n ss -tan` shows its sockets. */
+  pid: number;
+  /** Packet and byte counters of the rules applied so far, read from the kernel now. */
+  counters(): Promise<Map<string, { packets: number; bytes: number }>>;
 }
 
 export interface Progress {
@@ -53,6 +69,8 @@ export interface Progress {
   waitingFor: string | null;
   /** The band of the awaited check, in seconds after its reference, when known. */
   band: Band | null;
+  /** Seconds since that reference (the previous check's event, or a named one). */
+  since: number | null;
 }
 
 export interface ErrnoValue {
@@ -182,10 +200,16 @@ class ScenarioRun {
     this.store.add(sandbox);
     for (const address of s.addresses ?? []) await sandbox.exec(['ip', 'addr', 'add', address, 'dev', 'lo']);
     this.defaults = await readTimers(sandbox.exec);
-    for (const [name, value] of Object.entries(s.sysctls ?? {})) await this.setSysctl(name, value);
-    this.inForce = s.sysctls ? await readTimers(sandbox.exec) : this.defaults;
-    this.rules = new RuleSet(sandbox.exec, this.options.firewall ?? 'iptables', this.log);
+    const sysctls = { ...s.sysctls, ...this.options.sysctls };
+    for (const [name, value] of Object.entries(sysctls)) await this.setSysctl(name, value);
+    this.inForce = Object.keys(sysctls).length ? await readTimers(sandbox.exec) : this.defaults;
+    const rules = (this.rules = new RuleSet(sandbox.exec, this.options.firewall ?? 'iptables', this.log));
     this.store.add({ dispose: async () => { await this.rules?.removeAll(); } });
+    this.options.onLive?.({
+      mode: sandbox.mode,
+      pid: sandbox.pid,
+      counters: async () => (this.applied.size && sandbox.alive ? rules.counters() : new Map()),
+    });
 
     const dir = (this.runDir = makeRunDir());
     this.store.add({ dispose: () => rmSync(dir, { recursive: true, force: true }) });
@@ -366,7 +390,7 @@ class ScenarioRun {
         lastProgress = now;
         const waiting = ev.checks.find((c) => c.status === 'pending');
         // A stat's band is in its own unit (ms, sockets), not seconds from now: not a time to wait for.
-        this.options.onProgress({ id: s.id, elapsed: now - started, waitingFor: waiting?.says ?? null, band: waiting?.unit ? null : waiting?.band ?? null });
+        this.options.onProgress({ id: s.id, elapsed: now - started, waitingFor: waiting?.says ?? null, band: waiting?.unit ? null : waiting?.band ?? null, since: waiting?.since ?? null });
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 50);

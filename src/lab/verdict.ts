@@ -25,6 +25,8 @@ export interface CheckResult {
   primary?: boolean;
   /** A stat check's unit (`s`, `sockets`); its band is in that unit. */
   unit?: string;
+  /** A pending check: seconds since its reference, to count down to its band. */
+  since?: number;
 }
 
 export function matches(e: AppEvent, m: Match): boolean {
@@ -190,7 +192,7 @@ export function evaluate(
         results.push({ ...base, status: 'fail', band: [check.for, Infinity], seconds: options.now - from, observed: null, event: null, reason: 'the run ended before the quiet window did' });
         failed = true;
       } else {
-        results.push({ ...base, status: 'pending', band: [check.for, Infinity], seconds: null, observed: null, event: null });
+        results.push({ ...base, status: 'pending', band: [check.for, Infinity], seconds: null, observed: null, event: null, since: options.now - from });
         pending = true;
       }
       continue;
@@ -222,7 +224,7 @@ export function evaluate(
       });
       failed = true;
     } else {
-      results.push({ ...base, status: 'pending', band, seconds: null, observed: null, event: null });
+      results.push({ ...base, status: 'pending', band, seconds: null, observed: null, event: null, since: options.now - from });
       pending = true;
     }
   }
