@@ -1,0 +1,90 @@
+import * as vscode from 'vscode';
+import type { Logger } from '../lab/log';
+import type { ScenarioResult } from '../lab/runner';
+import type { Scenario } from '../lab/scenarios';
+import { LabSession, type SessionOptions } from './labSession';
+
+type Factory = (ctx: Ctx) => (...args: any[]) => unknown;
+
+/**
+ * The one object the editor layer shares: the log, the running session (at most one), the
+ * last result of each scenario, and the cleanup list. Commands are functions of it.
+ */
+export class Ctx implements vscode.Disposable {
+  session: LabSession | undefined;
+  readonly results = new Map<string, ScenarioResult>();
+  private readonly disposables: vscode.Disposable[] = [];
+  private readonly sessionStarted = new vscode.EventEmitter<LabSession>();
+  private readonly sessionChanged = new vscode.EventEmitter<LabSession | undefined>();
+  /** A new session started (terminals, views and the status bar follow it). */
+  readonly onDidStartSession = this.sessionStarted.event;
+  /** The session's state moved: progress, a process, a rule, the verdict. */
+  readonly onDidChangeSession = this.sessionChanged.event;
+
+  constructor(
+    readonly extension: vscode.ExtensionContext,
+    readonly channel: vscode.LogOutputChannel,
+    readonly log: Logger,
+  ) {
+    this.push(this.sessionStarted, this.sessionChanged);
+  }
+
+  push(...items: vscode.Disposable[]): void {
+    this.disposables.push(...items);
+  }
+
+  registerCommand(name: string, factory: Factory): void {
+    const handler = factory(this);
+    this.push(vscode.commands.registerCommand(name, async (...args: unknown[]) => {
+      try {
+        return await handler(...args);
+      } catch (e) {
+        this.log.error(`${name}: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+        void vscode.window.showErrorMessage(`TCP Lab: ${describeError(e)}`);
+        return undefined;
+      }
+    }));
+  }
+
+  /** Starts a run; the caller has made sure no other session is running. */
+  startSession(scenario: Scenario, options: Omit<SessionOptions, 'log'>): LabSession {
+    const session = new LabSession(scenario, { ...options, log: this.log });
+    this.session = session;
+    void vscode.commands.executeCommand('setContext', 'tcpLab.running', true);
+    session.onDidChange(() => this.sessionChanged.fire(session));
+    void session.done.then((r) => {
+      this.results.set(r.id, r);
+      // A walkthrough step completes when its scenario has run (completionEvents onContext:).
+      if (!r.error) void vscode.commands.executeCommand('setContext', `tcpLab.ran.${r.id.replaceAll('-', '_')}`, true);
+      void vscode.commands.executeCommand('setContext', 'tcpLab.running', false);
+      void vscode.commands.executeCommand('setContext', 'tcpLab.hasResult', true);
+      this.sessionChanged.fire(session);
+    });
+    this.sessionStarted.fire(session);
+    return session;
+  }
+
+  get running(): LabSession | undefined {
+    return this.session?.state === 'done' ? undefined : this.session;
+  }
+
+  /** Stops the running session, if any, and waits until the lab has torn down. */
+  async stopSession(): Promise<void> {
+    const s = this.running;
+    if (!s) return;
+    s.stop();
+    await s.done;
+  }
+
+  async dispose(): Promise<void> {
+    await this.stopSession().catch(() => undefined);
+    for (const d of this.disposables.splice(0).reverse()) d.dispose();
+  }
+}
+
+export function describeError(e: unknown): string {
+  if (e && typeof e === 'object' && 'describe' in e && typeof (e as { describe: unknown }).describe === 'function') {
+    return (e as { describe(): string }).describe();
+  }
+  return e instanceof Error ? e.message : String(e);
+}
