@@ -247,7 +247,8 @@ export async function installVsix(
 
 // The slice of playwright-core used here.
 export interface PwLocator {
-  click(o?: { timeout?: number }): Promise<void>;
+  click(o?: { timeout?: number; force?: boolean }): Promise<void>;
+  hover(o?: { timeout?: number }): Promise<void>;
   waitFor(o?: { state?: 'attached' | 'visible' | 'hidden' | 'detached'; timeout?: number }): Promise<void>;
   textContent(o?: { timeout?: number }): Promise<string | null>;
   innerText(o?: { timeout?: number }): Promise<string>;

@@ -1,0 +1,188 @@
+// The extension in a real VS Code: code-server from the npm registry (test/e2e/setup.sh), the
+// built .vsix installed as a user would, the workbench in headless Chromium. Runs scenarios from
+// the TCP Lab view and reads the verdicts, the session view and the programs' terminals; then
+// ends a lab in each way a window can go (cancel, reload, a killed extension host, the server
+// stopped) and checks that nothing of the lab is left. Screenshots: test-output/e2e/.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  activityItem, findTools, installVsix, openWorkbench, processTree, runCommand, startCodeServer, terminalText,
+  type CodeServer, type PwPage, type Workbench,
+} from './e2e/codeServer';
+import { ROOT, settledLeftovers } from './support/lab';
+
+const tools = findTools();
+const shots = join(ROOT, 'test-output', 'e2e');
+const skip = 'missing' in tools ? `VS Code (code-server) is not installed: ${tools.missing}` : false;
+
+const timings: string[] = [];
+async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await fn();
+  } finally {
+    timings.push(`${(performance.now() - t0).toFixed(0).padStart(6)} ms  ${name}`);
+  }
+}
+
+async function shot(page: PwPage, name: string): Promise<void> {
+  await page.screenshot({ path: join(shots, `${name}.png`) }).catch(() => undefined);
+}
+
+function row(page: PwPage, text: string) {
+  return page.locator('.pane-body .monaco-list-row').filter({ hasText: text }).first();
+}
+
+function toast(page: PwPage, text: string | RegExp) {
+  return page.locator('.notifications-toasts .notification-toast').filter({ hasText: text }).first();
+}
+
+/**
+ * Runs a scenario the way a user does from the catalog: hover its row, click the inline ▶. The
+ * tree renders only the rows in view: when the row is not there, collapse every section (the
+ * view's own Collapse All) and open the scenario's.
+ */
+async function runFromView(page: PwPage, id: string, section: string): Promise<void> {
+  // The row's aria-label is "<id>: <title>" (the tree item's accessibility label).
+  const r = page.locator(`.pane-body .monaco-list-row[aria-label^="${id}: "]`).first();
+  if (!(await r.isVisible())) {
+    await page.locator('.pane-header[aria-label^="Scenarios"]').hover();
+    await page.locator('.pane-header .action-label[aria-label^="Collapse All"]').first().click();
+    await row(page, section).click();
+    await r.waitFor({ state: 'visible', timeout: 5_000 });
+  }
+  await r.hover();
+  await r.locator('.actions .action-label[aria-label^="Run Scenario"]').click();
+}
+
+/** The extension host of a code-server: the node process forked with --type=extensionHost. */
+function extensionHostPid(server: CodeServer): number | undefined {
+  return processTree(server.pid).find((pid) => {
+    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=extensionHost'); } catch { return false; }
+  });
+}
+
+/** Lab namespaces (their init `cat`) under a process tree: what a running lab holds. */
+function labInits(root: number): number[] {
+  return processTree(root).filter((pid) => {
+    try { return /^unshare\0.*--net\0.*\0cat\0$/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8')); } catch { return false; }
+  });
+}
+
+async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('the extension in code-server: run from the view, verdicts, terminals, nothing left behind', { skip, timeout: 15 * 60_000 }, async () => {
+  mkdirSync(shots, { recursive: true });
+  const root = mkdtempSync(join(tmpdir(), 'tcplab-e2e-'));
+  const dataDir = join(root, 'data');
+  const extensionsDir = join(root, 'ext');
+  const workspace = join(root, 'ws');
+  mkdirSync(workspace, { recursive: true });
+  let server: CodeServer | undefined;
+  let wb: Workbench | undefined;
+  try {
+    const vsix = join(root, 'tcp-lab.vsix');
+    await step('package the .vsix', async () => {
+      execFileSync(process.execPath, [join(ROOT, 'scripts', 'package.mjs'), '--out', vsix], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    });
+    await step('install the .vsix', () => installVsix(vsix, { dataDir, extensionsDir }));
+    // tcp_syn_retries=6 (the kernel's default) matters only to the long runs below.
+    const settings = { 'tcpLab.timers': { 'net.ipv4.tcp_syn_retries': 6 } };
+    server = await step('start code-server', () => startCodeServer({ dataDir, extensionsDir, workspace, settings }));
+    wb = await step('open the workbench', () => openWorkbench(server!.url));
+    const page = wb.page;
+
+    await step('open the TCP Lab view (activates the extension)', async () => {
+      await activityItem(page, 'TCP Lab').waitFor({ state: 'visible', timeout: 30_000 });
+      await activityItem(page, 'TCP Lab').click();
+      await row(page, 'A. Connect phase').waitFor({ state: 'visible', timeout: 30_000 });
+      await row(page, 'connect-refused').waitFor({ state: 'visible', timeout: 10_000 });
+    });
+    await shot(page, '01-catalog');
+
+    // connect-refused: nothing listens, the client's connect() gets ECONNREFUSED at once.
+    await step('run connect-refused from the view', async () => {
+      await runFromView(page, 'connect-refused', 'A. Connect phase');
+      await toast(page, 'PASS connect-refused: ECONNREFUSED (111)').waitFor({ state: 'visible', timeout: 30_000 });
+    });
+    await row(page, 'verdict: PASS connect-refused: ECONNREFUSED (111)').waitFor({ state: 'visible', timeout: 10_000 });
+    await shot(page, '02-connect-refused');
+    const refusedClient = await terminalText(page);
+    assert.match(refusedClient, /client error connect: ECONNREFUSED \(111\) Connection refused/, `client terminal:\n${refusedClient}`);
+
+    // keepalive-detects: a silent peer; the keepalive probes go unanswered, recv() gets ETIMEDOUT.
+    await step('run keepalive-detects from the view', async () => {
+      await runFromView(page, 'keepalive-detects', 'B. Established phase');
+      await toast(page, /waiting for/).waitFor({ state: 'visible', timeout: 15_000 });
+      await shot(page, '03-keepalive-progress');
+      await toast(page, 'PASS keepalive-detects: ETIMEDOUT (110)').waitFor({ state: 'visible', timeout: 60_000 });
+    });
+    await row(page, 'verdict: PASS keepalive-detects: ETIMEDOUT (110)').waitFor({ state: 'visible', timeout: 10_000 });
+    await shot(page, '04-keepalive-detects');
+    const keepaliveClient = await terminalText(page);
+    assert.match(keepaliveClient, /client connected 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:7000/, keepaliveClient);
+    assert.match(keepaliveClient, /client error recv: ETIMEDOUT \(110\) Connection timed out/, keepaliveClient);
+    // The server's terminal, from its row in the session view: its side got the client's RST.
+    await page.locator('.pane-body .monaco-list-row').filter({ hasText: /^serverpid \d+/ }).first().click();
+    await waitFor('the server terminal', async () => /server listening on 127\.0\.0\.1:7000/.test(await terminalText(page)), 10_000);
+    const keepaliveServer = await terminalText(page);
+    assert.match(keepaliveServer, /server #1 error recv: ECONNRESET \(104\)/, keepaliveServer);
+    await shot(page, '05-server-terminal');
+    assert.deepEqual(await settledLeftovers(), [], 'a finished lab leaves nothing');
+
+    // A lab that lasts: connect-timeout-drop-syn with the kernel's default SYN retries (about
+    // 130 s), from the user's 'tcpLab.timers' setting over the scenario's tcp_syn_retries=1. The
+    // countdown proves the setting is in force before the lab is ended early.
+    const long = async (how: string) => {
+      await runFromView(page, 'connect-timeout-drop-syn', 'A. Connect phase');
+      await toast(page, /waiting for client error in connect\(\) ETIMEDOUT \(110\): .*(gives up in \d{3} s|expected 1\d\d)/).waitFor({ state: 'visible', timeout: 15_000 });
+      await waitFor(`a lab namespace before ${how}`, () => labInits(server!.pid).length > 0, 10_000);
+    };
+
+    await step('cancel a long wait from its progress notification', async () => {
+      await long('cancelling');
+      await shot(page, '06-countdown');
+      await toast(page, /waiting for/).locator('.monaco-button').filter({ hasText: 'Cancel' }).first().click();
+      await toast(page, 'connect-timeout-drop-syn cancelled; the lab is torn down').waitFor({ state: 'visible', timeout: 15_000 });
+      assert.deepEqual(await settledLeftovers(), [], 'a cancelled lab leaves nothing');
+    });
+
+    await step('reload the window mid-scenario', async () => {
+      await long('reloading');
+      await runCommand(page, 'Developer: Reload Window');
+      assert.deepEqual(await settledLeftovers(10_000), [], 'a reload (deactivate) leaves nothing');
+      await activityItem(page, 'TCP Lab').waitFor({ state: 'visible', timeout: 60_000 });
+    });
+
+    await step('kill -9 the extension host mid-scenario', async () => {
+      if (!(await row(page, 'A. Connect phase').isVisible())) await activityItem(page, 'TCP Lab').click();
+      await row(page, 'A. Connect phase').waitFor({ state: 'visible', timeout: 30_000 });
+      await long('killing the extension host');
+      const host = extensionHostPid(server!);
+      assert.ok(host, 'the extension host is a child of code-server');
+      process.kill(host, 'SIGKILL');
+      assert.deepEqual(await settledLeftovers(10_000), [], 'a killed extension host leaves nothing');
+    });
+    await shot(page, '07-after-kill');
+
+    console.log(timings.join('\n'));
+  } catch (e) {
+    if (wb) await shot(wb.page, 'failure');
+    if (server) console.log(server.output().slice(-3000));
+    throw e;
+  } finally {
+    await wb?.close().catch(() => undefined);
+    await server?.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
