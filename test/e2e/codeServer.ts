@@ -2,7 +2,7 @@
 // Everything comes from the cache that test/e2e/setup.sh fills; nothing here is a
 // dependency of the repo, so playwright-core is imported by path at run time and
 // typed with the few members we use (the repo's tsconfig has no DOM lib either).
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
@@ -138,6 +138,9 @@ export interface CodeServerOptions {
   port?: number; // a free one if absent
   settings?: Record<string, unknown>; // merged over E2E_SETTINGS
   log?: (line: string) => void; // code-server's stdout/stderr lines
+  // Run code-server (and so the extension host and the lab) as this user instead of ours.
+  // The caller makes dataDir, extensionsDir and workspace theirs.
+  user?: { uid: number; gid: number };
 }
 
 export interface CodeServer {
@@ -173,15 +176,26 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
     '--extensions-dir', opts.extensionsDir,
     opts.workspace,
   ];
+  const env = isolatedEnv(join(opts.dataDir, 'xdg'), {
+    // No gallery: the machine has no route to one and the workbench would keep asking.
+    EXTENSIONS_GALLERY: '{}',
+    // code-server leaves vscode-ipc-*.sock files in the temp dir; keep them in dataDir so
+    // removing dataDir removes them (the path must stay under 108 bytes).
+    TMPDIR: tmp,
+    // As another user: a HOME of its own (not ours).
+    ...(opts.user ? { HOME: join(opts.dataDir, 'home') } : {}),
+  });
+  if (opts.user) {
+    mkdirSync(join(opts.dataDir, 'home'), { recursive: true });
+    execFileSync('chown', ['-R', `${opts.user.uid}:${opts.user.gid}`, opts.dataDir, opts.extensionsDir, opts.workspace]);
+  }
   // Own process group: one kill reaches code-server and its forks; stop() also walks
   // /proc for the terminals' shells, which sit in sessions of their own.
   const child = spawn(tools.node, argv, {
     detached: true,
+    ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
     stdio: ['ignore', 'pipe', 'pipe'],
-    // No gallery: the machine has no route to one and the workbench would keep asking.
-    // TMPDIR: code-server leaves vscode-ipc-*.sock files in the temp dir; keep them in
-    // dataDir so removing dataDir removes them (the path must stay under 108 bytes).
-    env: isolatedEnv(join(opts.dataDir, 'xdg'), { EXTENSIONS_GALLERY: '{}', TMPDIR: tmp }),
+    env,
   });
   let out = '';
   const onData = (b: Buffer) => {
