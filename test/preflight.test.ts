@@ -1,9 +1,10 @@
 /** Where the lab cannot run, it says why and what to do, once, before running anything. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, runCli } from './support/lab';
+import { cliArgv, ensureTestUser, isRoot, ROOT, runCli, settledLeftovers } from './support/lab';
 
 test('with user namespaces disabled, a rootless run stops with the reason and the fix', () => {
   // user.max_user_namespaces is per user namespace: set to 0 inside one of our own, it makes
@@ -26,4 +27,28 @@ test('a missing program is named with the package that brings it', async () => {
   const run = await runCli(['run', 'connect-refused', '--python', '/nonexistent/python3'], 'self');
   assert.equal(run.code, 2);
   assert.match(run.stderr, /needs \/nonexistent\/python3, not found.*\n.*apt-get install python3/);
+});
+
+test('a rootless probe refused by the kernel leaves no unshare behind (the --map-auto helper)', { skip: !isRoot && 'needs root to forbid user namespaces for the test user' }, async () => {
+  // unshare --map-auto forks a helper that waits for the parent to create the user namespace
+  // and then runs newuidmap; when the kernel refuses the namespace, the parent exits and that
+  // helper would wait forever, adopted by init. Forbid user namespaces for tcplab-test inside a
+  // user namespace of ours with an identity map (its uid and sub-ids stay valid there).
+  ensureTestUser();
+  const holder = spawn('unshare', ['--user', 'sleep', '600'], { stdio: 'ignore' });
+  try {
+    const mine = readlinkSync('/proc/self/ns/user');
+    for (let i = 0; i < 100 && readlinkSync(`/proc/${holder.pid}/ns/user`) === mine; i++) await new Promise((r) => setTimeout(r, 20));
+    writeFileSync(`/proc/${holder.pid}/uid_map`, '0 0 4294967295\n');
+    writeFileSync(`/proc/${holder.pid}/gid_map`, '0 0 4294967295\n');
+    const inside = ['nsenter', '--target', String(holder.pid), '--user', '--preserve-credentials', '--'];
+    execFileSync(inside[0]!, [...inside.slice(1), 'sysctl', '-q', '-w', 'user.max_user_namespaces=0']);
+    const argv = [...inside, ...cliArgv(['run', 'connect-refused', '--mode', 'rootless'], 'user')];
+    const run = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: '/' });
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stderr, /cannot create a user namespace/);
+    assert.deepEqual(await settledLeftovers(), [], 'nothing of the refused probe is left');
+  } finally {
+    holder.kill('SIGKILL');
+  }
 });

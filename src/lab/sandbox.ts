@@ -1,5 +1,5 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { userInfo } from 'node:os';
 import { LabError } from './errors';
@@ -71,7 +71,17 @@ export class Sandbox {
     });
     holder.stdin.on('error', () => { /* the exit handler reports why */ });
     holder.stdin.write('ready\n');
-    await ready;
+    try {
+      await ready;
+    } catch (e) {
+      // A refused namespace can strand unshare's --map-auto helper, which holds our end of the
+      // pipes: without this, this process could never exit (its event loop waits on them).
+      holder.stdin.destroy();
+      holder.stdout.destroy();
+      holder.stderr.destroy();
+      killStrandedUnshares(argv);
+      throw e;
+    }
     holder.removeAllListeners('exit');
     holder.stdout.resume();
     const pid = initPid(holder.pid!);
@@ -143,6 +153,40 @@ function canMapSubIds(): boolean {
     }
   };
   return has('/etc/subuid') && has('/etc/subgid');
+}
+
+/**
+ * Kills what `unshare --map-auto` strands when the kernel refuses the user namespace (a host
+ * that forbids them): unshare forks a helper that blocks on an eventfd until the parent has
+ * unshared, then runs newuidmap for it; the parent's unshare(2) fails, it exits at once, and the
+ * helper blocks forever, adopted by init (util-linux 2.38). Such a process has the lab's exact
+ * argv, init as its parent and no child; a live lab's unshare has its lab as parent and its init
+ * (`cat`) as child, so it never matches. Only this user's processes. Returns how many it killed.
+ */
+export function killStrandedUnshares(argv?: readonly string[]): number {
+  const me = uid();
+  let killed = 0;
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return 0;
+  }
+  for (const pid of pids) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+      if (argv ? cmd.join('\0') !== argv.join('\0') : !(cmd[0] === 'unshare' && cmd.includes('--net') && cmd.at(-1) === 'cat')) continue;
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const owner = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+      const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+      if (owner !== me || ppid !== 1 || firstChild(Number(pid)) !== undefined) continue;
+      process.kill(Number(pid), 'SIGKILL');
+      killed++;
+    } catch {
+      /* gone meanwhile, or not ours to read */
+    }
+  }
+  return killed;
 }
 
 /** The first child of `pid` (the program nsenter or unshare forked for), if there is one yet. */
