@@ -1,9 +1,11 @@
 // Wiring only: the editor layer over src/lab. Each feature registers itself from src/vscode/.
 import * as vscode from 'vscode';
+import { killStrandedUnshares } from './lab/sandbox';
 import { sweepStaleRunDirs } from './lab/tempDirs';
 import { registerCatalogView } from './vscode/catalogView';
 import { Ctx } from './vscode/ctx';
 import { channelLogger } from './vscode/logChannel';
+import { registerManualCommands } from './vscode/manualCommands';
 import { registerResultDocument } from './vscode/resultDocument';
 import { registerRunCommands } from './vscode/runCommands';
 import { registerSessionView } from './vscode/sessionView';
@@ -24,11 +26,14 @@ export function activate(context: vscode.ExtensionContext): void {
   registerSysctlView(ctx);
   registerTerminals(ctx);
   registerRunCommands(ctx);
+  registerManualCommands(ctx);
   registerResultDocument(ctx);
   registerStatusBar(ctx);
   ctx.registerCommand('tcpLab.showLog', (c) => () => c.channel.show(true));
   // A lab killed with the editor (kill -9) took its namespace along; only its run directory stays.
   const swept = sweepStaleRunDirs();
+  // A lab killed while unshare was still setting up can strand its --map-auto helper.
+  killStrandedUnshares();
   log.info(`TCP Lab ${context.extension.packageJSON.version} activated in ${(performance.now() - t0).toFixed(1)} ms ` +
     `(Node ${process.version}, ${process.getuid?.() === 0 ? 'root' : 'unprivileged'}${swept ? `, swept ${swept} stale run directories` : ''})`);
 }

@@ -180,6 +180,28 @@ async function endToEnd(as: 'root' | 'user'): Promise<void> {
     await shot(page, '05-server-terminal');
     assert.deepEqual(await settledLeftovers(), [], 'a finished lab leaves nothing');
 
+    await step('manual mode: start a lab, apply a fault from the view, lift it', async () => {
+      await runCommand(page, 'TCP Lab: Start a Manual Lab…');
+      const pickRow = (text: string) => page.locator('.quick-input-widget .monaco-list-row').filter({ hasText: text }).first();
+      await pickRow('a request every second').click();
+      await page.locator('.pane-body .monaco-list-row').filter({ hasText: /^clientpid \d+, running/ }).first().waitFor({ state: 'visible', timeout: 20_000 });
+      await page.locator('.pane-header[aria-label^="Lab Session"]').hover();
+      await page.locator('.pane-header .action-label[aria-label^="Apply a Fault"]').first().click();
+      await pickRow('DROP what the server sends').click();
+      // The rule's row, with the kernel's counter of the replies it dropped.
+      const rule = page.locator('.pane-body .monaco-list-row').filter({ hasText: /--sport 7000 -j DROP[1-9]\d* packets/ }).first();
+      await rule.waitFor({ state: 'visible', timeout: 20_000 });
+      await shot(page, '06-manual-fault');
+      await rule.hover();
+      await rule.locator('.actions .action-label[aria-label^="Lift a Fault"]').click();
+      await page.locator('.pane-body .monaco-list-row').filter({ hasText: /--sport 7000 -j DROP.*\(removed\)/ }).first().waitFor({ state: 'visible', timeout: 10_000 });
+      // The stalled request goes through once the rule is gone: the client's terminal says so.
+      await waitFor('a response after the fault was lifted', async () => (await terminalText(page)).split('\n').filter((l) => /client response #\d+/.test(l)).length >= 3, 15_000);
+      await runCommand(page, 'TCP Lab: Stop the Lab');
+      await toast(page, 'manual lab stopped; the lab is torn down').waitFor({ state: 'visible', timeout: 15_000 });
+      assert.deepEqual(await settledLeftovers(), [], 'a stopped manual lab leaves nothing');
+    });
+
     // A lab that lasts: connect-timeout-drop-syn with the kernel's default SYN retries (about
     // 130 s), from the user's 'tcpLab.timers' setting over the scenario's tcp_syn_retries=1. The
     // countdown proves the setting is in force before the lab is ended early.
@@ -191,7 +213,7 @@ async function endToEnd(as: 'root' | 'user'): Promise<void> {
 
     await step('cancel a long wait from its progress notification', async () => {
       await long('cancelling');
-      await shot(page, '06-countdown');
+      await shot(page, '07-countdown');
       await toast(page, /waiting for/).locator('.monaco-button').filter({ hasText: 'Cancel' }).first().click();
       await toast(page, 'connect-timeout-drop-syn cancelled; the lab is torn down').waitFor({ state: 'visible', timeout: 15_000 });
       assert.deepEqual(await settledLeftovers(), [], 'a cancelled lab leaves nothing');
@@ -213,7 +235,7 @@ async function endToEnd(as: 'root' | 'user'): Promise<void> {
       process.kill(host, 'SIGKILL');
       assert.deepEqual(await settledLeftovers(10_000), [], 'a killed extension host leaves nothing');
     });
-    await shot(page, '07-after-kill');
+    await shot(page, '08-after-kill');
 
     console.log(`${as}:\n${timings.splice(0).join('\n')}`);
   } catch (e) {

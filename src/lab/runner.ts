@@ -60,6 +60,11 @@ export interface LiveLab {
   pid: number;
   /** Packet and byte counters of the rules applied so far, read from the kernel now. */
   counters(): Promise<Map<string, { packets: number; bytes: number }>>;
+  /**
+   * Does what a trigger would, now: apply or remove a rule, kill or (re)start a program, set a
+   * sysctl. Each step is marked on the timeline like a scripted one. For manual mode.
+   */
+  perform(actions: readonly Action[]): Promise<void>;
 }
 
 export interface Progress {
@@ -209,6 +214,7 @@ class ScenarioRun {
       mode: sandbox.mode,
       pid: sandbox.pid,
       counters: async () => (this.applied.size && sandbox.alive ? rules.counters() : new Map()),
+      perform: (actions) => this.perform(actions),
     });
 
     const dir = (this.runDir = makeRunDir());
@@ -376,7 +382,7 @@ class ScenarioRun {
       const now = monotonic();
       const cancelled = this.options.signal?.aborted ?? false;
       // Once every client has exited (and its last events had time to arrive), nothing more will come.
-      const clientsGone = clients.every((n) => this.exited.has(n)) && now - this.lastExit > DELIVERY_GRACE;
+      const clientsGone = !s.openEnded && clients.every((n) => this.exited.has(n)) && now - this.lastExit > DELIVERY_GRACE;
       const finished = now >= deadline || cancelled || clientsGone;
       // Every source's last word before judging: the monitor may be between two polls.
       if (finished) await this.observers.settle(this.sandbox?.alive ?? false);

@@ -1,6 +1,7 @@
 // A lab run as the editor sees it: the live state its views draw (processes, rules with their
 // counters, timers, what the run waits for) and a stop. Free of 'vscode' so it runs in plain Node.
 import { monotonic } from '../lab/clock';
+import { LabError } from '../lab/errors';
 import type { Logger } from '../lab/log';
 import type { LabProcess } from '../lab/processes';
 import { runScenario, type LiveLab, type Progress, type RunOptions, type ScenarioResult } from '../lab/runner';
@@ -91,6 +92,12 @@ export class LabSession {
     for (const p of this.processes.values()) listener(p);
     this.processListeners.add(listener);
     return { dispose: () => this.processListeners.delete(listener) };
+  }
+
+  /** Applies or lifts a rule, kills or starts a program, now (manual mode). */
+  async perform(actions: Parameters<LiveLab['perform']>[0]): Promise<void> {
+    if (this.state !== 'running' || !this.live) throw new LabError('the lab is not running', { hint: 'start one first' });
+    await this.live.perform(actions);
   }
 
   /** Reads the applied rules' packet counters from the kernel, while the namespace lives. */

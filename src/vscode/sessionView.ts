@@ -1,11 +1,11 @@
 import * as vscode from 'vscode';
 import { headline } from '../report';
 import type { Ctx } from './ctx';
-import { describeWait, type LabSession, type SessionProcess } from './labSession';
+import { describeWait, type LabSession, type SessionProcess, type SessionRule } from './labSession';
 
 type Node =
   | { kind: 'group'; group: 'processes' | 'rules' | 'timers' | 'verdict'; label: string }
-  | { kind: 'line'; label: string; description?: string; icon?: string; tooltip?: string; process?: SessionProcess };
+  | { kind: 'line'; label: string; description?: string; icon?: string; tooltip?: string; process?: SessionProcess; rule?: SessionRule; context?: string };
 
 const REFRESH_MS = 500;
 
@@ -40,6 +40,8 @@ export function registerSessionView(ctx: Ctx): void {
       if (node.icon) item.iconPath = new vscode.ThemeIcon(node.icon);
       if (node.tooltip) item.tooltip = node.tooltip;
       if (node.process) item.command = { command: 'tcpLab.showTerminal', title: 'Show Terminal', arguments: [node.process] };
+      // Manual mode's inline actions (lift a rule, kill or restart a program) key on this.
+      if (node.context) item.contextValue = node.context;
       return item;
     },
   };
@@ -63,10 +65,12 @@ function top(s: LabSession): Node[] {
   if (s.live) {
     nodes.push({ kind: 'line', label: 'namespace', description: `${s.live.mode}, init pid ${s.live.pid}${s.state === 'done' ? ' (gone)' : ''}`, icon: 'vm', tooltip: `nsenter --target ${s.live.pid} --net ss -tanoie` });
   }
-  if (s.state !== 'done') {
+  if (s.state !== 'done' && s.scenario.openEnded) {
+    nodes.push({ kind: 'line', label: 'manual', description: 'apply a fault (▸ in this view\'s title), lift it from its row; Stop ends the lab', icon: 'tools' });
+  } else if (s.state !== 'done') {
     nodes.push({ kind: 'line', label: 'waiting', description: describeWait(s.progress, s.deadline, s.elapsed), icon: 'watch' });
   }
-  if (r) nodes.push({ kind: 'group', group: 'verdict', label: `verdict: ${headline(r)}` });
+  if (r && !s.scenario.openEnded) nodes.push({ kind: 'group', group: 'verdict', label: `verdict: ${headline(r)}` });
   nodes.push({ kind: 'group', group: 'processes', label: 'processes' });
   if (s.rules.size) nodes.push({ kind: 'group', group: 'rules', label: 'rules' });
   if (s.sysctls.size) nodes.push({ kind: 'group', group: 'timers', label: 'timers set' });
@@ -79,12 +83,14 @@ function children(s: LabSession, node: Node): Node[] {
     case 'processes':
       return [...s.processes.values()].map((p) => ({
         kind: 'line', label: p.name, process: p,
+        context: s.scenario.openEnded && s.state === 'running' ? (p.exit ? 'manualProcessExited' : 'manualProcess') : undefined,
         description: `pid ${p.pid}, ${p.exit ? (p.exit.signal ? `killed (signal ${p.exit.signal})` : `exited ${p.exit.code}`) : 'running'}`,
         icon: p.exit ? 'circle-slash' : 'play-circle', tooltip: p.proc.argv.join(' '),
       }));
     case 'rules':
       return [...s.rules.values()].map((rule) => ({
-        kind: 'line', label: rule.command,
+        kind: 'line', label: rule.command, rule,
+        context: s.scenario.openEnded && s.state === 'running' && !rule.removed ? 'activeRule' : undefined,
         description: `${rule.packets === null ? '' : `${rule.packets} packets, ${rule.bytes} bytes`}${rule.removed ? ' (removed)' : ''}`,
         icon: rule.removed ? 'shield' : 'flame',
       }));

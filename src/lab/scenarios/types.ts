@@ -163,4 +163,9 @@ export interface Scenario {
   matrix?: MatrixCell;
   /** Programs the scenario needs beyond the basics (e.g. `nginx`). */
   requires?: readonly string[];
+  /**
+   * Manual mode: the run lasts until it is stopped; programs exiting does not end it (the user
+   * may start them again), and nothing is judged.
+   */
+  openEnded?: true;
 }
