@@ -8,8 +8,9 @@ import { parseArgs, USAGE, type CliOptions } from './cliArgs';
 import { formatMatrices, formatResult, resultJson } from './report';
 import { sweepStaleRunDirs } from './lab/tempDirs';
 import { checkTools } from './lab/preflight';
-import { Sandbox } from './lab/sandbox';
+import { killStrandedUnshares, Sandbox } from './lab/sandbox';
 import { watchSockets } from './lab/watch';
+import { hostCommand } from './cliHost';
 
 async function main(argv: readonly string[]): Promise<number> {
   let options: CliOptions;
@@ -24,6 +25,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (options.command === 'watch') return watch(options);
+  if (options.command === 'host') return hostCommand(options.host!, options.verbose);
   let scenarios: Scenario[];
   try {
     scenarios = select(options);
@@ -88,6 +90,8 @@ async function watch(o: CliOptions): Promise<number> {
 async function run(scenarios: Scenario[], o: CliOptions): Promise<number> {
   const log = new Logger(stderrSink, o.verbose ? 'debug' : 'warn');
   const swept = sweepStaleRunDirs();
+  // A lab killed while unshare was still setting up can strand its --map-auto helper.
+  killStrandedUnshares();
   if (swept) log.info(`removed ${swept} run folder(s) left by a lab that was killed`);
   const events = o.eventsFile ? createWriteStream(o.eventsFile) : undefined;
   const progress = new ProgressLine(scenarios.length);
