@@ -1,7 +1,6 @@
-// One build script, two kinds of bundle: the Node side (the tcp-lab CLI, and later the
-// extension host) as CommonJS with node-pty and vscode left external, and (later) the webview.
+// One build script, two kinds of bundle: the Node side (the tcp-lab CLI, the extension host,
+// the sudo helper) as CommonJS with node-pty and vscode left external, and the webview pages.
 import * as esbuild from 'esbuild';
-import { existsSync } from 'node:fs';
 
 const watch = process.argv.includes('--watch');
 const node = {
@@ -15,8 +14,12 @@ const node = {
 };
 const builds = [
   { ...node, entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
+  { ...node, entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js' },
+  // The root helper the extension starts through sudo where user namespaces are forbidden.
+  { ...node, entryPoints: ['src/labHelper.ts'], outfile: 'dist/lab-helper.js' },
+  // The webview: browser code, no Node APIs, one IIFE per page.
+  { bundle: true, platform: 'browser', format: 'iife', target: 'chrome114', minify: true, sourcemap: true, logLevel: 'warning', entryPoints: ['webview/socketPanel.ts'], outfile: 'dist/webview/socketPanel.js' },
 ];
-if (existsSync('src/extension.ts')) builds.push({ ...node, entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js' });
 
 if (watch) {
   for (const b of builds) await (await esbuild.context(b)).watch();

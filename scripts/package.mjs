@@ -28,7 +28,7 @@ function fail(message) {
 for (const [what, path] of [['Node >= 22 for vsce', node], ['@vscode/vsce', vsce]]) {
   if (!existsSync(path)) fail(`${what} not found at ${path}: run \`bash test/e2e/setup.sh\` as root, or set TCPLAB_VSCE_NODE and TCPLAB_VSCE`);
 }
-for (const f of ['dist/extension.js', 'dist/cli.js']) {
+for (const f of ['dist/extension.js', 'dist/cli.js', 'dist/lab-helper.js', 'dist/webview/socketPanel.js']) {
   if (!existsSync(join(repo, f))) fail(`${f} is missing: run \`npm run build\` first`);
 }
 const pty = join(repo, 'node_modules/node-pty');
@@ -44,7 +44,8 @@ try {
   writeFileSync(join(stage, 'package.json'), `${JSON.stringify(shipped, null, 2)}\n`);
   for (const f of ['README.md', 'LICENSE']) cpSync(join(repo, f), join(stage, f));
   mkdirSync(join(stage, 'dist'));
-  for (const f of ['extension.js', 'cli.js']) cpSync(join(repo, 'dist', f), join(stage, 'dist', f));
+  for (const f of ['extension.js', 'cli.js', 'lab-helper.js']) cpSync(join(repo, 'dist', f), join(stage, 'dist', f));
+  cpSync(join(repo, 'dist', 'webview'), join(stage, 'dist', 'webview'), { recursive: true, filter: (src) => !src.endsWith('.map') });
   cpSync(join(repo, 'samples'), join(stage, 'samples'), { recursive: true, filter: (src) => !/__pycache__|\.pyc$/.test(src) });
   cpSync(join(repo, 'media'), join(stage, 'media'), { recursive: true });
   // node-pty: its package.json (main), license, runtime JavaScript and the native binary.
