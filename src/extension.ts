@@ -9,6 +9,7 @@ import { registerManualCommands } from './vscode/manualCommands';
 import { registerResultDocument } from './vscode/resultDocument';
 import { registerRunCommands } from './vscode/runCommands';
 import { registerSessionView } from './vscode/sessionView';
+import { registerSocketPanel } from './vscode/socketPanel';
 import { registerStatusBar } from './vscode/statusBar';
 import { registerSysctlView } from './vscode/sysctlView';
 import { registerTerminals } from './vscode/terminals';
@@ -29,6 +30,7 @@ export function activate(context: vscode.ExtensionContext): void {
   registerManualCommands(ctx);
   registerResultDocument(ctx);
   registerStatusBar(ctx);
+  registerSocketPanel(ctx);
   ctx.registerCommand('tcpLab.showLog', (c) => () => c.channel.show(true));
   // A lab killed with the editor (kill -9) took its namespace along; only its run directory stays.
   const swept = sweepStaleRunDirs();

@@ -6,7 +6,8 @@ import { checkSysctl, type SysctlValue } from '../lab/sysctl';
 
 /** The extension's settings, typed, read fresh for each run (a change applies to the next run). */
 export interface LabConfig {
-  mode: 'auto' | SandboxMode;
+  /** `sudo`: always through the root helper (asks for the password once per window). */
+  mode: 'auto' | SandboxMode | 'sudo';
   firewall: Backend;
   capture: 'auto' | CaptureMethod | 'off';
   pythonPath: string;
@@ -31,7 +32,7 @@ export function readConfig(): LabConfig {
     timers[name] = value as SysctlValue;
   }
   return {
-    mode: oneOf(c.get('mode'), ['auto', 'rootless', 'root'], 'auto'),
+    mode: oneOf(c.get('mode'), ['auto', 'rootless', 'root', 'sudo'], 'auto'),
     firewall: oneOf(c.get('firewall'), ['iptables', 'nft'], 'iptables'),
     capture: oneOf(c.get('capture'), ['auto', 'tcpdump', 'af_packet', 'off'], 'auto'),
     pythonPath: (c.get<string>('pythonPath') ?? '').trim() || 'python3',

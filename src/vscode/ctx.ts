@@ -1,5 +1,7 @@
 import * as vscode from 'vscode';
+import { LabError } from '../lab/errors';
 import type { Logger } from '../lab/log';
+import { PrivilegedLab, sudoNeeded } from '../lab/privileged';
 import type { ScenarioResult } from '../lab/runner';
 import type { Scenario } from '../lab/scenarios';
 import { LabSession, type SessionOptions } from './labSession';
@@ -12,6 +14,9 @@ type Factory = (ctx: Ctx) => (...args: any[]) => unknown;
  */
 export class Ctx implements vscode.Disposable {
   session: LabSession | undefined;
+  /** The window's root helper, started through sudo once, where the rootless lab cannot run. */
+  private privileged: PrivilegedLab | undefined;
+  private needsSudo: Promise<boolean> | undefined;
   readonly results = new Map<string, ScenarioResult>();
   private readonly disposables: vscode.Disposable[] = [];
   private readonly sessionStarted = new vscode.EventEmitter<LabSession>();
@@ -46,6 +51,32 @@ export class Ctx implements vscode.Disposable {
     }));
   }
 
+  /**
+   * The root helper for this window's labs, or undefined when this process can run them itself
+   * (root, or unprivileged user namespaces allowed). The first time it is needed, the user's
+   * sudo password is asked in a password box; it goes to sudo's stdin once and is kept nowhere:
+   * not in a log, argv, env, a file, the settings or a webview.
+   */
+  async privilegedLab(mode: 'auto' | 'rootless' | 'root' | 'sudo'): Promise<PrivilegedLab | undefined> {
+    if (mode === 'root' || mode === 'rootless' || process.getuid?.() === 0) return undefined;
+    if (this.privileged?.alive) return this.privileged;
+    if (mode === 'auto' && !(await (this.needsSudo ??= sudoNeeded(this.log)))) return undefined;
+    const password = await vscode.window.showInputBox({
+      password: true,
+      ignoreFocusOut: true,
+      title: 'TCP Lab needs root on this host',
+      prompt: mode === 'sudo'
+        ? 'Your sudo password starts one lab helper (root) for this window. It goes to sudo once and is not stored.'
+        : 'This host does not allow unprivileged user namespaces. Your sudo password starts one lab helper (root) for this window; it goes to sudo once and is not stored.',
+    });
+    if (password === undefined) throw new LabError('the lab needs root here and the sudo password was not given', { hint: 'run the scenario again to be asked again, or set tcpLab.mode' });
+    const t0 = performance.now();
+    const lab = await PrivilegedLab.start({ password, helper: this.extension.asAbsolutePath('dist/lab-helper.js'), log: this.log });
+    this.log.info(`lab helper started through sudo (pid ${lab.pid}) in ${(performance.now() - t0).toFixed(0)} ms`);
+    lab.onExit(() => { if (this.privileged === lab) this.privileged = undefined; });
+    return (this.privileged = lab);
+  }
+
   /** Starts a run; the caller has made sure no other session is running. */
   startSession(scenario: Scenario, options: Omit<SessionOptions, 'log'>): LabSession {
     const session = new LabSession(scenario, { ...options, log: this.log });
@@ -78,6 +109,7 @@ export class Ctx implements vscode.Disposable {
 
   async dispose(): Promise<void> {
     await this.stopSession().catch(() => undefined);
+    await this.privileged?.dispose().catch(() => undefined);
     for (const d of this.disposables.splice(0).reverse()) d.dispose();
   }
 }

@@ -3,7 +3,8 @@
 import { monotonic } from '../lab/clock';
 import { LabError } from '../lab/errors';
 import type { Logger } from '../lab/log';
-import type { LabProcess } from '../lab/processes';
+import { runScenarioPrivileged, type PrivilegedLab } from '../lab/privileged';
+import type { LabProgram } from '../lab/remoteProcess';
 import { runScenario, type LiveLab, type Progress, type RunOptions, type ScenarioResult } from '../lab/runner';
 import { deadlineOf, type Scenario } from '../lab/scenarios';
 import type { SysctlValue } from '../lab/sysctl';
@@ -14,7 +15,7 @@ export type SessionState = 'running' | 'stopping' | 'done';
 export interface SessionProcess {
   name: string;
   pid: number;
-  proc: LabProcess;
+  proc: LabProgram;
   exit: { code: number; signal: number } | null;
 }
 
@@ -26,7 +27,11 @@ export interface SessionRule {
   bytes: number | null;
 }
 
-export type SessionOptions = Omit<RunOptions, 'signal' | 'onProgress' | 'onProcess' | 'onLive' | 'log'> & { log: Logger };
+export type SessionOptions = Omit<RunOptions, 'signal' | 'onProgress' | 'onProcess' | 'onLive' | 'log'> & {
+  log: Logger;
+  /** The session's root helper (sudo path): the run goes through it instead of this process. */
+  lab?: PrivilegedLab;
+};
 
 type Listener<T> = (value: T) => void;
 
@@ -49,15 +54,16 @@ export class LabSession {
 
   constructor(readonly scenario: Scenario, options: SessionOptions) {
     this.deadline = deadlineOf({ ...scenario, sysctls: { ...scenario.sysctls, ...options.sysctls } as Record<string, SysctlValue> });
-    const onEvent = options.onEvent;
-    this.done = runScenario(scenario, {
-      ...options,
+    const { lab, onEvent, ...rest } = options;
+    const callbacks = {
+      ...rest,
       signal: this.controller.signal,
-      onProgress: (p) => { this.progress = p; this.changed(); },
-      onProcess: (proc) => this.addProcess(proc),
-      onLive: (live) => { this.live = live; this.changed(); },
-      onEvent: (e) => { this.labEvent(e); onEvent?.(e); },
-    }).then((r) => {
+      onProgress: (p: Progress) => { this.progress = p; this.changed(); },
+      onProcess: (proc: LabProgram) => this.addProcess(proc),
+      onLive: (live: LiveLab) => { this.live = live; this.changed(); },
+      onEvent: (e: TimelineEvent) => { this.labEvent(e); onEvent?.(e); },
+    };
+    this.done = (lab ? runScenarioPrivileged(lab, scenario, callbacks) : runScenario(scenario, callbacks)).then((r) => {
       this.result = r;
       this.state = 'done';
       this.progress = null;
@@ -115,7 +121,7 @@ export class LabSession {
     if (moved) this.changed();
   }
 
-  private addProcess(proc: LabProcess): void {
+  private addProcess(proc: LabProgram): void {
     const entry: SessionProcess = { name: proc.name, pid: proc.pid, proc, exit: null };
     this.processes.set(proc.name, entry);
     proc.onExit((e) => { entry.exit = e; this.changed(); });

@@ -50,8 +50,10 @@ export function registerManualCommands(ctx: Ctx): void {
     if (!picked) return;
     const config = readConfig();
     checkTools(config.firewall, config.pythonPath);
+    const lab = await c.privilegedLab(config.mode);
     const session = c.startSession(manualScenario(picked.client), {
-      mode: config.mode, firewall: config.firewall, python: config.pythonPath, capture: config.capture,
+      ...(lab ? { lab } : {}),
+      mode: config.mode === 'sudo' ? 'auto' : config.mode, firewall: config.firewall, python: config.pythonPath, capture: config.capture,
       pollInterval: config.pollInterval, sysctls: config.timers,
     });
     void vscode.commands.executeCommand('setContext', 'tcpLab.manual', true);

@@ -77,8 +77,10 @@ export async function runInEditor(ctx: Ctx, scenario: Scenario, clientCommand?: 
   const config = readConfig();
   checkTools(config.firewall, config.pythonPath);
   ctx.log.info(`run ${scenario.id}${clientCommand ? ` with the client ${clientCommand.join(' ')}` : ''} (mode ${config.mode}, firewall ${config.firewall}, capture ${config.capture})`);
+  const lab = await ctx.privilegedLab(config.mode);
   const session = ctx.startSession(scenario, {
-    mode: config.mode,
+    ...(lab ? { lab } : {}),
+    mode: config.mode === 'sudo' ? 'auto' : config.mode,
     firewall: config.firewall,
     python: config.pythonPath,
     capture: config.capture,
