@@ -181,17 +181,32 @@ async function endToEnd(as: 'root' | 'user'): Promise<void> {
     assert.deepEqual(await settledLeftovers(), [], 'a finished lab leaves nothing');
 
     await step('manual mode: start a lab, apply a fault from the view, lift it', async () => {
-      await runCommand(page, 'TCP Lab: Start a Manual Lab…');
+      await runCommand(page, 'TCP Lab: Start a Manual Lab…', 20_000, 'Manual lab: what the client does');
       const pickRow = (text: string) => page.locator('.quick-input-widget .monaco-list-row').filter({ hasText: text }).first();
       await pickRow('a request every second').click();
       await page.locator('.pane-body .monaco-list-row').filter({ hasText: /^clientpid \d+, running/ }).first().waitFor({ state: 'visible', timeout: 20_000 });
+      // The live socket panel (a webview) on the lab: ss's own text, the connection in it.
+      await runCommand(page, 'TCP Lab: Show Live Sockets');
+      const raw = async () => {
+        for (const f of page.frames()) {
+          const text = await f.evaluate<string | null>(`document.getElementById('raw')?.textContent ?? null`).catch(() => null);
+          if (text !== null) return text;
+        }
+        return '';
+      };
+      await waitFor('the socket panel showing the lab\'s connection', async () => /^ESTAB .*127\.0\.0\.1:7000/m.test(await raw()), 20_000);
+      const text = await raw();
+      assert.match(text, /^State\s+Recv-Q\s+Send-Q\s+Local Address:Port\s+Peer Address:Port/m, `ss's own header:\n${text}`);
+      assert.match(text, /^LISTEN .*127\.0\.0\.1:7000/m, text);
+      await shot(page, '06-socket-panel');
       await page.locator('.pane-header[aria-label^="Lab Session"]').hover();
       await page.locator('.pane-header .action-label[aria-label^="Apply a Fault"]').first().click();
       await pickRow('DROP what the server sends').click();
       // The rule's row, with the kernel's counter of the replies it dropped.
       const rule = page.locator('.pane-body .monaco-list-row').filter({ hasText: /--sport 7000 -j DROP[1-9]\d* packets/ }).first();
       await rule.waitFor({ state: 'visible', timeout: 20_000 });
-      await shot(page, '06-manual-fault');
+      await shot(page, '06b-manual-fault');
+
       await rule.hover();
       await rule.locator('.actions .action-label[aria-label^="Lift a Fault"]').click();
       await page.locator('.pane-body .monaco-list-row').filter({ hasText: /--sport 7000 -j DROP.*\(removed\)/ }).first().waitFor({ state: 'visible', timeout: 10_000 });

@@ -273,7 +273,12 @@ export interface PwLocator {
   locator(sel: string): PwLocator;
   isVisible(): Promise<boolean>;
 }
+// A frame of the page (a webview's content runs in nested iframes).
+export interface PwFrame {
+  evaluate<T>(expr: string): Promise<T>;
+}
 export interface PwPage {
+  frames(): PwFrame[];
   goto(url: string, o?: { timeout?: number; waitUntil?: 'load' | 'domcontentloaded' }): Promise<unknown>;
   locator(sel: string): PwLocator;
   waitForSelector(sel: string, o?: { timeout?: number; state?: 'attached' | 'visible' }): Promise<unknown>;
@@ -364,7 +369,8 @@ export function activityItem(page: PwPage, title: string): PwLocator {
 // Run a command the way a user does: F1, type its title, Enter. Commands contributed
 // by extensions show only once the extension host has registered them: until then the
 // palette says "No matching commands", so close it and try again.
-export async function runCommand(page: PwPage, title: string, timeoutMs = 20_000): Promise<void> {
+// A command that opens a pick of its own leaves the quick input open: pass its text as `opens`.
+export async function runCommand(page: PwPage, title: string, timeoutMs = 20_000, opens?: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const widget = page.locator('.quick-input-widget');
   for (;;) {
@@ -383,7 +389,8 @@ export async function runCommand(page: PwPage, title: string, timeoutMs = 20_000
     }
   }
   await page.keyboard.press('Enter');
-  await widget.waitFor({ state: 'hidden', timeout: 10_000 });
+  if (opens) await widget.filter({ hasText: opens }).waitFor({ state: 'visible', timeout: 10_000 });
+  else await widget.waitFor({ state: 'hidden', timeout: 10_000 });
 }
 
 // Text of the visible terminal, one line a row (needs the DOM renderer, see E2E_SETTINGS).
