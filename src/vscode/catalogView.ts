@@ -36,7 +36,12 @@ export function registerCatalogView(ctx: Ctx): void {
     },
   };
   const view = vscode.window.createTreeView('tcpLab.catalog', { treeDataProvider: provider, showCollapseAll: true });
-  ctx.push(view, changed, ctx.onDidChangeSession(() => changed.fire()));
+  // Redrawn when a run starts and when it ends, not at each of its events: a row redrawn while
+  // its inline ▷ is clicked can lose its element, and the command then gets no argument.
+  ctx.push(view, changed, ctx.onDidStartSession((session) => {
+    changed.fire();
+    void session.done.then(() => changed.fire());
+  }));
 }
 
 function scenarioItem(ctx: Ctx, s: Scenario): vscode.TreeItem {

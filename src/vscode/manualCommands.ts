@@ -6,11 +6,11 @@ import { MANUAL_CLIENTS, manualScenario, type ManualClient } from '../lab/scenar
 import type { RuleSpec } from '../lab/scenarios/types';
 import { readConfig } from './config';
 import type { Ctx } from './ctx';
-import type { LabSession, SessionProcess, SessionRule } from './labSession';
+import type { LabSession } from './labSession';
 import { checkTools } from '../lab/preflight';
 
 /** The faults offered by hand: each direction of the server's port, dropped or rejected. */
-function faultChoices(): { label: string; description: string; rule: Omit<RuleSpec, 'id'> }[] {
+export function faultChoices(): { label: string; description: string; rule: Omit<RuleSpec, 'id'> }[] {
   const choices: { label: string; description: string; rule: Omit<RuleSpec, 'id'> }[] = [
     { label: 'DROP what the client sends', description: 'SYNs and requests vanish: connect times out, data is retransmitted', rule: { action: 'drop', direction: 'to-port', chain: 'INPUT' } },
     { label: 'DROP what the server sends', description: 'replies vanish: the client waits, the server retransmits', rule: { action: 'drop', direction: 'from-port', chain: 'INPUT' } },
@@ -23,6 +23,14 @@ function faultChoices(): { label: string; description: string; rule: Omit<RuleSp
     });
   }
   return choices;
+}
+
+/** A row of the Lab Session view, as its inline actions get it: `rule:<id>`, `proc:<name>`. */
+type SessionRow = { key?: unknown };
+
+function rowName(arg: SessionRow | undefined, kind: 'rule' | 'proc'): string | undefined {
+  const key = typeof arg?.key === 'string' ? arg.key : '';
+  return key.startsWith(`${kind}:`) ? key.slice(kind.length + 1) : undefined;
 }
 
 function manualSession(ctx: Ctx): LabSession {
@@ -76,29 +84,31 @@ export function registerManualCommands(ctx: Ctx): void {
     await session.perform([{ apply: { ...picked.rule, id, port: PORT } }]);
   });
 
-  ctx.registerCommand('tcpLab.liftFault', (c) => async (arg?: { rule?: SessionRule }) => {
+  ctx.registerCommand('tcpLab.liftFault', (c) => async (arg?: SessionRow) => {
     const session = manualSession(c);
-    let id = arg?.rule?.id;
+    let id = rowName(arg, 'rule');
     if (!id) {
       const active = [...session.rules.values()].filter((r) => !r.removed);
       if (!active.length) throw new LabError('no fault is applied');
-      id = (await vscode.window.showQuickPick(active.map((r) => ({ label: r.command, id: r.id })), { title: 'Lift which fault?' }))?.id;
+      // One fault: nothing to choose.
+      id = active.length === 1 ? active[0]!.id
+        : (await vscode.window.showQuickPick(active.map((r) => ({ label: r.command, id: r.id })), { title: 'Lift which fault?' }))?.id;
       if (!id) return;
     }
     await session.perform([{ remove: id }]);
   });
 
-  const program = (c: Ctx, arg?: { process?: SessionProcess }) => {
+  const program = (c: Ctx, arg?: SessionRow) => {
     const session = manualSession(c);
-    const name = arg?.process?.name;
+    const name = rowName(arg, 'proc');
     if (!name || !session.processes.has(name)) throw new LabError('pick a program in the Lab Session view', { field: 'process', value: name });
     return { session, p: session.processes.get(name)! };
   };
-  ctx.registerCommand('tcpLab.killProcess', (c) => async (arg?: { process?: SessionProcess }) => {
+  ctx.registerCommand('tcpLab.killProcess', (c) => async (arg?: SessionRow) => {
     const { session, p } = program(c, arg);
     if (!p.exit) await session.perform([{ kill: p.name }]);
   });
-  ctx.registerCommand('tcpLab.restartProcess', (c) => async (arg?: { process?: SessionProcess }) => {
+  ctx.registerCommand('tcpLab.restartProcess', (c) => async (arg?: SessionRow) => {
     const { session, p } = program(c, arg);
     if (!p.exit) {
       await session.perform([{ kill: p.name }]);

@@ -141,6 +141,8 @@ export interface CodeServerOptions {
   // Run code-server (and so the extension host and the lab) as this user instead of ours.
   // The caller makes dataDir, extensionsDir and workspace theirs.
   user?: { uid: number; gid: number };
+  // Seconds a closed window's extension host waits for the window to come back (default 3 h).
+  reconnectionGraceSeconds?: number;
 }
 
 export interface CodeServer {
@@ -174,6 +176,7 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
     '--config', join(opts.dataDir, 'config.yaml'),
     '--user-data-dir', opts.dataDir,
     '--extensions-dir', opts.extensionsDir,
+    ...(opts.reconnectionGraceSeconds ? ['--reconnection-grace-time', String(opts.reconnectionGraceSeconds)] : []),
     opts.workspace,
   ];
   const env = isolatedEnv(join(opts.dataDir, 'xdg'), {
@@ -276,6 +279,7 @@ export interface PwLocator {
 // A frame of the page (a webview's content runs in nested iframes).
 export interface PwFrame {
   evaluate<T>(expr: string): Promise<T>;
+  url(): string;
 }
 export interface PwPage {
   frames(): PwFrame[];
