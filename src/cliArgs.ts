@@ -106,6 +106,13 @@ exit status: 0 when every verdict passes, 1 when one fails, 2 for bad usage
 failed or no rule matched, 2 refused: bad input, no --yes, a rule that would cut the
 editor's connection, or not root).`;
 
+/** The value after a flag; a missing one (or another flag in its place) is an error naming it. */
+function takeValue(rest: string[], flag: string): string {
+  const v = rest.shift();
+  if (v === undefined || v.startsWith('--')) throw new LabError(`${flag} needs a value`, { field: flag });
+  return v;
+}
+
 export function parseArgs(argv: readonly string[]): CliOptions {
   const o: CliOptions = { command: 'help', ids: [], all: false, json: false, jobs: DEFAULT_JOBS, mode: 'auto', firewall: 'iptables', verbose: false, explain: false, sections: [], interval: 100, tool: 'auto', capture: 'auto' };
   const rest = [...argv];
@@ -114,11 +121,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
   if (cmd === 'host') return { ...o, command: 'host', host: parseHostArgs(rest), verbose: rest.includes('--verbose') };
   if (cmd !== 'list' && cmd !== 'run' && cmd !== 'watch') throw new LabError(`unknown command ${JSON.stringify(cmd.slice(0, 40))}`, { hint: 'commands: list, run, watch, host' });
   o.command = cmd;
-  const value = (flag: string): string => {
-    const v = rest.shift();
-    if (v === undefined || v.startsWith('--')) throw new LabError(`${flag} needs a value`, { field: flag });
-    return v;
-  };
+  const value = (flag: string): string => takeValue(rest, flag);
   while (rest.length) {
     const a = rest.shift()!;
     switch (a) {
@@ -182,11 +185,7 @@ export function parseHostArgs(argv: readonly string[]): HostCommand {
   const given = new Set<string>();
   const positional: string[] = [];
   let firewall: Backend | undefined;
-  const value = (flag: string): string => {
-    const v = rest.shift();
-    if (v === undefined || v.startsWith('--')) throw new LabError(`${flag} needs a value`, { field: flag });
-    return v;
-  };
+  const value = (flag: string): string => takeValue(rest, flag);
   while (rest.length) {
     const a = rest.shift()!;
     if (a in RULE_FLAGS) {

@@ -9,40 +9,18 @@ export interface ExitInfo {
 }
 
 /**
- * A program of the scenario (server, client, proxy, or the user's own) running in a
- * pseudo-terminal, so that it behaves as in a terminal (line-buffered output) and the editor
- * can show it in a real terminal and let the user type into it.
+ * What every program of a run keeps, wherever its pty lives (here, or in the privileged helper):
+ * the last output, the listeners, and the exit, recorded once.
  */
-export class LabProcess {
+export abstract class ProgramOutput {
   private outputText = '';
   private readonly exitListeners: ((e: ExitInfo) => void)[] = [];
   private readonly dataListeners: ((d: string) => void)[] = [];
+  private resolveExit!: (e: ExitInfo) => void;
   exitInfo: ExitInfo | undefined;
-  readonly exited: Promise<ExitInfo>;
+  readonly exited = new Promise<ExitInfo>((resolve) => (this.resolveExit = resolve));
 
-  constructor(
-    readonly name: string,
-    readonly argv: readonly string[],
-    private readonly term: pty.IPty,
-    private readonly maxOutput = 256 * 1024,
-  ) {
-    term.onData((d) => {
-      this.outputText += d;
-      if (this.outputText.length > this.maxOutput) this.outputText = this.outputText.slice(-this.maxOutput / 2);
-      for (const l of this.dataListeners) l(d);
-    });
-    this.exited = new Promise((resolve) => {
-      term.onExit((e) => {
-        this.exitInfo = { code: e.exitCode, signal: e.signal ?? 0 };
-        resolve(this.exitInfo);
-        for (const l of this.exitListeners) l(this.exitInfo);
-      });
-    });
-  }
-
-  get pid(): number {
-    return this.term.pid;
-  }
+  constructor(private readonly maxOutput = 256 * 1024) {}
 
   /** The last 128 KiB or more of what the program printed. */
   get output(): string {
@@ -55,6 +33,41 @@ export class LabProcess {
 
   onExit(listener: (e: ExitInfo) => void): void {
     this.exitListeners.push(listener);
+  }
+
+  protected recordData(d: string): void {
+    this.outputText += d;
+    if (this.outputText.length > this.maxOutput) this.outputText = this.outputText.slice(-this.maxOutput / 2);
+    for (const l of this.dataListeners) l(d);
+  }
+
+  protected recordExit(e: ExitInfo): void {
+    if (this.exitInfo) return;
+    this.exitInfo = e;
+    this.resolveExit(e);
+    for (const l of this.exitListeners) l(e);
+  }
+}
+
+/**
+ * A program of the scenario (server, client, proxy, or the user's own) running in a
+ * pseudo-terminal, so that it behaves as in a terminal (line-buffered output) and the editor
+ * can show it in a real terminal and let the user type into it.
+ */
+export class LabProcess extends ProgramOutput {
+  constructor(
+    readonly name: string,
+    readonly argv: readonly string[],
+    private readonly term: pty.IPty,
+    maxOutput = 256 * 1024,
+  ) {
+    super(maxOutput);
+    term.onData((d) => this.recordData(d));
+    term.onExit((e) => this.recordExit({ code: e.exitCode, signal: e.signal ?? 0 }));
+  }
+
+  get pid(): number {
+    return this.term.pid;
   }
 
   write(data: string): void {

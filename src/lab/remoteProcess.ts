@@ -1,6 +1,6 @@
 import { LabError } from './errors';
 import { KILL_SIGNALS, type KillSignal, type ToHelper } from './helperProtocol';
-import type { ExitInfo } from './processes';
+import { ProgramOutput, type ExitInfo } from './processes';
 
 /**
  * A program of a run as the editor uses it: LabProcess (a pty in this process) and
@@ -26,14 +26,7 @@ export interface LabProgram {
 export const KILLED_WITH_HELPER: ExitInfo = { code: 0, signal: 9 };
 
 /** A program running in the privileged helper's pty, driven over the helper's pipe. */
-export class RemoteProcess implements LabProgram {
-  private outputText = '';
-  private readonly dataListeners: ((d: string) => void)[] = [];
-  private readonly exitListeners: ((e: ExitInfo) => void)[] = [];
-  private resolveExit!: (e: ExitInfo) => void;
-  exitInfo: ExitInfo | undefined;
-  readonly exited = new Promise<ExitInfo>((resolve) => (this.resolveExit = resolve));
-
+export class RemoteProcess extends ProgramOutput implements LabProgram {
   constructor(
     readonly name: string,
     readonly pid: number,
@@ -42,19 +35,9 @@ export class RemoteProcess implements LabProgram {
     /** The helper's serial number for this program. */
     readonly proc: number,
     private readonly send: (m: ToHelper) => void,
-    private readonly maxOutput = 256 * 1024,
-  ) {}
-
-  get output(): string {
-    return this.outputText;
-  }
-
-  onData(listener: (d: string) => void): void {
-    this.dataListeners.push(listener);
-  }
-
-  onExit(listener: (e: ExitInfo) => void): void {
-    this.exitListeners.push(listener);
+    maxOutput = 256 * 1024,
+  ) {
+    super(maxOutput);
   }
 
   write(data: string): void {
@@ -81,16 +64,11 @@ export class RemoteProcess implements LabProgram {
 
   /** Output from the helper. */
   data(d: string): void {
-    this.outputText += d;
-    if (this.outputText.length > this.maxOutput) this.outputText = this.outputText.slice(-this.maxOutput / 2);
-    for (const l of this.dataListeners) l(d);
+    this.recordData(d);
   }
 
   /** The exit the helper saw (or KILLED_WITH_HELPER when the helper itself went); once. */
   exit(e: ExitInfo): void {
-    if (this.exitInfo) return;
-    this.exitInfo = e;
-    this.resolveExit(e);
-    for (const l of this.exitListeners) l(e);
+    this.recordExit(e);
   }
 }
