@@ -5,6 +5,7 @@ import { sweepStaleRunDirs } from './lab/tempDirs';
 import { registerCatalogView } from './vscode/catalogView';
 import { Ctx } from './vscode/ctx';
 import { channelLogger } from './vscode/logChannel';
+import { registerHostMode } from './vscode/hostMode';
 import { registerManualCommands } from './vscode/manualCommands';
 import { registerResultDocument } from './vscode/resultDocument';
 import { registerRunCommands } from './vscode/runCommands';
@@ -28,6 +29,7 @@ export function activate(context: vscode.ExtensionContext): void {
   registerTerminals(ctx);
   registerRunCommands(ctx);
   registerManualCommands(ctx);
+  registerHostMode(ctx);
   registerResultDocument(ctx);
   registerStatusBar(ctx);
   registerSocketPanel(ctx);

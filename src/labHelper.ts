@@ -6,11 +6,18 @@
  * password (sudo consumed that line before this process existed) and never prints one.
  *
  * When stdin closes, the editor is gone (however it died): every run stops, its namespace
- * goes with it, and this process exits.
+ * goes with it, the host rules it applied for the editor are removed, and this process exits.
+ * Host rules are owned by this process: if it is killed before it can remove them, the sweep
+ * the editor asks of the next helper as it starts removes them (their owner is dead).
  */
 import { LabError } from './lab/errors';
 import { Logger, type LogLevel } from './lab/log';
-import { errorBody, errorMessage, encodeMessage, decodeLine, LineSplitter, MAX_REQUEST_LINE, parseToHelper, runIdOf, scenarioOf, type FromHelper, type HelperRunOptions, type ToHelper } from './lab/helperProtocol';
+import {
+  errorBody, errorMessage, encodeMessage, decodeLine, hostSeqOf, HOST_REQUESTS, LineSplitter, MAX_REQUEST_LINE, parseToHelper, runIdOf, scenarioOf,
+  type FromHelper, type HelperRunOptions, type HostRequest, type ToHelper,
+} from './lab/helperProtocol';
+import { processOwner, ownerText } from './lab/hostRules';
+import { HostSession, sweepHost } from './lab/hostSession';
 import type { LabProcess } from './lab/processes';
 import { runScenario, type LiveLab } from './lab/runner';
 import type { Scenario } from './lab/scenarios';
@@ -30,6 +37,8 @@ const runs = new Map<string, HelperRun>();
 let nextProc = 1;
 let outputClosed = false;
 let shuttingDown = false;
+/** The editor's host rules, made on the first host request. */
+let host: HostSession | undefined;
 
 function send(message: FromHelper): void {
   if (outputClosed) return;
@@ -83,8 +92,44 @@ function startRun(runId: string, scenario: Scenario, options: HelperRunOptions):
   ).finally(() => runs.delete(runId));
 }
 
+type HostReply = Extract<FromHelper, { type: 'host' }>;
+
+/** Every host request gets one `host` reply: the rules after it, and its result or refusal. */
+async function handleHost(m: HostRequest): Promise<void> {
+  const reply: HostReply = { type: 'host', seq: m.seq, rules: [] };
+  try {
+    if (m.type === 'hostApply' && shuttingDown) throw new LabError('the lab helper is shutting down: no new host rule');
+    if (m.type === 'hostSweep') {
+      reply.swept = await sweepHost(log);
+      if (reply.swept.removed.length) log.info(`removed ${reply.swept.removed.length} host rule(s) left by a lab that was killed`);
+    } else {
+      // The owner is this process: its exit path (shutdown) removes what it applied.
+      const session = (host ??= new HostSession(log));
+      if (m.type === 'hostApply') reply.applied = await session.apply(m.rule, m.backend, m.protect);
+      else if (m.type === 'hostRemove') await session.remove(m.id);
+      else if (m.type === 'hostRemoveAll') {
+        const errors = await session.removeAll();
+        if (errors.length) reply.errors = errors.map(errorBody);
+      }
+    }
+  } catch (e) {
+    reply.error = errorBody(e);
+  }
+  try {
+    reply.rules = host ? await host.list() : [];
+  } catch (e) {
+    reply.error ??= errorBody(e);
+  }
+  send(reply);
+}
+
+function isHostRequest(m: ToHelper): m is HostRequest {
+  return (HOST_REQUESTS as readonly string[]).includes(m.type);
+}
+
 async function handle(m: ToHelper): Promise<void> {
   if (m.type === 'shutdown') return shutdown('the editor asked');
+  if (isHostRequest(m)) return handleHost(m);
   if (m.type === 'run') return startRun(m.runId, scenarioOf(m), m.options);
   const run = runs.get(m.runId);
   switch (m.type) {
@@ -126,7 +171,10 @@ function onLine(line: string): void {
     value = decodeLine(line);
     void handle(parseToHelper(value)).catch((e: unknown) => send(errorMessage(e, runIdOf(value))));
   } catch (e) {
-    send(errorMessage(e, runIdOf(value)));
+    // A refused host request is answered by its seq, so the editor's wait ends with the reason.
+    const seq = hostSeqOf(value);
+    if (seq !== undefined) send({ type: 'host', seq, rules: [], error: errorBody(e) });
+    else send(errorMessage(e, runIdOf(value)));
   }
 }
 
@@ -141,6 +189,10 @@ async function shutdown(why: string): Promise<void> {
   });
   const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS);
   await Promise.all(finished);
+  if (host) {
+    const left = await host.close();
+    log.info(`lab helper: ${why}: host rules removed${left.length ? ` (${left.length} could not be: the next helper's sweep takes them)` : ''}`);
+  }
   clearTimeout(force);
   process.exit(0);
 }
@@ -166,7 +218,9 @@ function main(): void {
   process.stdin.on('data', (chunk: string) => lines.push(chunk));
   process.stdin.on('end', () => void shutdown('the editor closed the pipe'));
   process.stdin.on('error', () => void shutdown('the pipe from the editor broke'));
-  send({ type: 'ready', pid: process.pid, uid });
+  // The editor asks for a hostSweep once this is ready (PrivilegedLab.start): every message
+  // after this line answers one of the editor's.
+  send({ type: 'ready', pid: process.pid, uid, owner: ownerText(processOwner()) });
 }
 
 main();

@@ -8,7 +8,8 @@ import { clip, LabError } from './errors';
 import type { LogLevel } from './log';
 import type { CaptureMethod } from './packets';
 import type { Backend } from './rulesBackend';
-import { parseRule } from './rules';
+import type { ProtectedEndpoint } from './hostGuard';
+import { ID_PATTERN, parseRule, type FaultRule } from './rules';
 import type { Progress, ScenarioResult } from './runner';
 import type { SandboxMode } from './sandbox';
 import { PORT } from './scenarios/common';
@@ -40,12 +41,46 @@ export type ToHelper =
   | { type: 'kill'; runId: string; proc: number; signal: KillSignal }
   | { type: 'counters'; runId: string; seq: number }
   | { type: 'perform'; runId: string; seq: number; actions: Action[] }
+  | HostRequest
   | { type: 'shutdown' };
+
+/**
+ * Host mode: rules on the host's own traffic, owned by the helper process (its exit removes
+ * them; a sweep at the next start removes those of a helper that was killed). `protect` is what
+ * the editor knows it runs over (its SSH session, the VS Code server's ports): the helper
+ * refuses a rule that hits one of those or one it sees itself.
+ */
+export type HostRequest =
+  | { type: 'hostApply'; seq: number; backend: Backend; rule: FaultRule; protect: ProtectedEndpoint[] }
+  | { type: 'hostRemove'; seq: number; id: string }
+  | { type: 'hostList'; seq: number }
+  | { type: 'hostRemoveAll'; seq: number }
+  | { type: 'hostSweep'; seq: number };
+
+export const HOST_REQUESTS: readonly HostRequest['type'][] = ['hostApply', 'hostRemove', 'hostList', 'hostRemoveAll', 'hostSweep'];
+
+/** A host rule as the editor lists it: what it does, its tag and its counters. */
+export interface HostRuleInfo {
+  id: string;
+  tag: string;
+  backend: Backend;
+  chain: string;
+  packets: number;
+  bytes: number;
+  /** Null when the kernel's listing does not read back as a lab rule (edited by hand). */
+  rule: FaultRule | null;
+}
+
+/** What a sweep removed: rules whose owner (a helper or an editor) died without removing them. */
+export interface HostSweepInfo {
+  removed: HostRuleInfo[];
+  errors: ErrorBody[];
+}
 
 export type Counters = [string, { packets: number; bytes: number }][];
 
 export type FromHelper =
-  | { type: 'ready'; pid: number; uid: number }
+  | { type: 'ready'; pid: number; uid: number; owner?: string }
   | { type: 'process'; runId: string; proc: number; name: string; pid: number; argv: string[] }
   | { type: 'data'; runId: string; proc: number; data: string }
   | { type: 'exit'; runId: string; proc: number; code: number; signal: number }
@@ -55,6 +90,8 @@ export type FromHelper =
   | { type: 'counters'; runId: string; seq: number; counters: Counters }
   | { type: 'performed'; runId: string; seq: number; error?: ErrorBody }
   | { type: 'result'; runId: string; result: ScenarioResult }
+  /** The answer to every HostRequest: this helper's rules after it, and what it did or refused. */
+  | { type: 'host'; seq: number; rules: HostRuleInfo[]; applied?: HostRuleInfo; swept?: HostSweepInfo; errors?: ErrorBody[]; error?: ErrorBody }
   | { type: 'log'; runId?: string; level: LogLevel; message: string }
   | ({ type: 'error'; runId?: string } & ErrorBody);
 
@@ -236,6 +273,49 @@ function actions(v: unknown): Action[] {
   });
 }
 
+/** At most this many protected endpoints in one request: a host has a few, not thousands. */
+const MAX_ENDPOINTS = 1024;
+const ADDRESS = /^[0-9A-Fa-f.:]{2,45}$/;
+
+/** The editor's protected endpoints: ports, IP addresses as text, and a line of explanation. */
+function endpoints(v: unknown): ProtectedEndpoint[] {
+  if (!Array.isArray(v) || v.length > MAX_ENDPOINTS) return refuse('protect', `must be a list of at most ${MAX_ENDPOINTS} endpoints`, Array.isArray(v) ? v.length : v);
+  return v.map((e: unknown, i): ProtectedEndpoint => {
+    const field = `protect[${i}]`;
+    if (!isRecord(e)) return refuse(field, 'must be an object', e);
+    for (const key of Object.keys(e)) {
+      if (!['localPort', 'localAddress', 'remotePort', 'remoteAddress', 'why'].includes(key)) refuse(`${field}.${key.slice(0, 32)}`, 'is not a field of an endpoint');
+    }
+    const out: ProtectedEndpoint = { localPort: integer(e.localPort, 1, 65535, `${field}.localPort`), why: '' };
+    if (e.remotePort !== undefined) out.remotePort = integer(e.remotePort, 0, 65535, `${field}.remotePort`);
+    for (const key of ['localAddress', 'remoteAddress'] as const) {
+      if (e[key] === undefined) continue;
+      if (typeof e[key] !== 'string' || !ADDRESS.test(e[key] as string)) refuse(`${field}.${key}`, 'must be an IPv4 or IPv6 address', e[key]);
+      out[key] = e[key] as string;
+    }
+    if (typeof e.why !== 'string' || e.why.length === 0 || e.why.length > 400 || /[\0-\x1f\x7f]/.test(e.why)) {
+      refuse(`${field}.why`, 'must be one line of 1 to 400 characters', typeof e.why === 'string' ? undefined : e.why);
+    }
+    out.why = e.why as string;
+    return out;
+  });
+}
+
+/** A rule of a host request, its refusal naming `rule.<field>`. */
+function hostRule(v: unknown): FaultRule {
+  try {
+    return parseRule(v);
+  } catch (e) {
+    const err = e instanceof LabError ? e : new LabError(String(e));
+    throw new LabError(err.message, { field: `rule.${err.field ?? 'rule'}`, value: err.value, hint: err.hint });
+  }
+}
+
+/** The seq of a host request, when it has a well-formed one: a refusal then answers it. */
+export function hostSeqOf(v: unknown): number | undefined {
+  return isRecord(v) && HOST_REQUESTS.includes(v.type as HostRequest['type']) && Number.isSafeInteger(v.seq) && (v.seq as number) >= 0 ? (v.seq as number) : undefined;
+}
+
 /** The scenario a run message names: one of the catalog, or the manual lab with its client. */
 export function scenarioOf(m: { scenario: string; manual?: ManualClient }): Scenario {
   return m.scenario === 'manual' ? manualScenario(m.manual ?? 'requests') : findScenario(m.scenario);
@@ -293,6 +373,19 @@ export function parseToHelper(v: unknown): ToHelper {
     case 'kill': return { type, runId: runId(), proc: proc(), signal: oneOf(v.signal, KILL_SIGNALS, 'signal') };
     case 'counters': return { type, runId: runId(), seq: integer(v.seq, 0, Number.MAX_SAFE_INTEGER, 'seq') };
     case 'perform': return { type, runId: runId(), seq: integer(v.seq, 0, Number.MAX_SAFE_INTEGER, 'seq'), actions: actions(v.actions) };
+    case 'hostApply': {
+      const seq = integer(v.seq, 0, Number.MAX_SAFE_INTEGER, 'seq');
+      return { type, seq, backend: oneOf(v.backend, ['iptables', 'nft'] as const, 'backend'), rule: hostRule(v.rule), protect: endpoints(v.protect) };
+    }
+    case 'hostRemove': {
+      const seq = integer(v.seq, 0, Number.MAX_SAFE_INTEGER, 'seq');
+      if (typeof v.id !== 'string' || !ID_PATTERN.test(v.id)) refuse('id', 'must be a rule id: 1 to 32 of a-z, 0-9 and "-"', v.id);
+      return { type, seq, id: v.id as string };
+    }
+    case 'hostList':
+    case 'hostRemoveAll':
+    case 'hostSweep':
+      return { type, seq: integer(v.seq, 0, Number.MAX_SAFE_INTEGER, 'seq') };
     default: return refuse('type', 'is not a message the helper takes', typeof type === 'string' ? type.slice(0, 32) : type);
   }
 }

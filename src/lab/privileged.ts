@@ -10,7 +10,13 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { monotonic } from './clock';
 import { LabError } from './errors';
-import { decodeLine, encodeMessage, LineSplitter, scenarioRef, type FromHelper, type ToHelper } from './helperProtocol';
+import {
+  decodeLine, encodeMessage, LineSplitter, parseToHelper, scenarioRef,
+  type ErrorBody, type FromHelper, type HostRequest, type HostRuleInfo, type HostSweepInfo, type ToHelper,
+} from './helperProtocol';
+import type { ProtectedEndpoint } from './hostGuard';
+import { parseHostTag, type HostOwner } from './hostRulesBackend';
+import type { Backend, FaultRule } from './rules';
 import { Logger, silentLogger, type LogLevel } from './log';
 import { failedResult, PrivilegedRun, type PrivilegedRunOptions, type Reply, type Request } from './privilegedRun';
 import type { ScenarioResult } from './runner';
@@ -33,6 +39,13 @@ export interface PrivilegedLabOptions {
 
 const LEVELS = new Set<LogLevel>(['trace', 'debug', 'info', 'warn', 'error']);
 
+type HostReply = Extract<FromHelper, { type: 'host' }>;
+/** A host request before its seq is given (Omit spread over the union). */
+type HostAsk = HostRequest extends infer T ? (T extends unknown ? Omit<T, 'seq'> : never) : never;
+type AnyRequest = Request | HostAsk;
+
+const labError = (b: ErrorBody): LabError => new LabError(b.message, { field: b.field, value: b.value, hint: b.hint });
+
 /** The helper's argv. Inside VS Code, process.execPath is Electron: it runs as Node only when told. */
 export function helperArgv(node: string, helper: string): string[] {
   const electron = Boolean(process.versions.electron) && node === process.execPath;
@@ -46,9 +59,16 @@ export class PrivilegedLab {
   uid = -1;
   /** Seconds from `start` until the helper said it was ready, sudo's password check included. */
   startSeconds = 0;
+  /** The owner in the tags of the host rules the helper applies (the helper process). */
+  owner: HostOwner | undefined;
+  /**
+   * The sweep asked of the helper as it starts: host rules of owners that were killed (an
+   * earlier helper, a root editor). Undefined if it failed or the helper went first.
+   */
+  startSweep: Promise<HostSweepInfo | undefined> = Promise.resolve(undefined);
   private readonly runs = new Map<string, PrivilegedRun>();
   /** Replies awaited by `seq`: counters and performed actions. Undefined when the helper went. */
-  private readonly replies = new Map<number, (m: Reply | undefined) => void>();
+  private readonly replies = new Map<number, (m: Reply | HostReply | undefined) => void>();
   private readonly exitListeners: (() => void)[] = [];
   private readonly lines: LineSplitter;
   private nextRun = 0;
@@ -61,7 +81,8 @@ export class PrivilegedLab {
     this.lines = new LineSplitter((line) => this.receive(line));
     this.exited = new Promise((done) => child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
       this.gone = true;
-      this.log.info(`lab helper exited (${signal ? `signal ${signal}` : `exit ${code}`})`);
+      // At the editor's deactivate the log channel throws on write: the rest must still run.
+      try { this.log.info(`lab helper exited (${signal ? `signal ${signal}` : `exit ${code}`})`); } catch { /* window gone */ }
       this.ready?.reject(new LabError(`the lab helper exited before it was ready (${signal ?? `exit ${code}`})`));
       for (const run of this.runs.values()) run.helperGone();
       this.runs.clear();
@@ -100,6 +121,11 @@ export class PrivilegedLab {
       lab.ready = undefined;
     }
     lab.startSeconds = monotonic() - t0;
+    // Not awaited: a slow iptables lock must not hold up the start.
+    lab.startSweep = lab.hostSweep().catch((e: unknown) => {
+      options.log.warn(`lab helper: the sweep of old host rules failed: ${e instanceof LabError ? e.describe() : String(e)}`);
+      return undefined;
+    });
     options.log.info(`lab helper ready as root (pid ${lab.pid}) in ${lab.startSeconds.toFixed(2)} s`);
     return lab;
   }
@@ -142,6 +168,47 @@ export class PrivilegedLab {
     return run;
   }
 
+  /**
+   * Applies a rule to the host's own traffic, owned by the helper. `protect`: the endpoints the
+   * editor runs over; the helper adds its own view and refuses a rule that would cut one.
+   */
+  async hostApply(rule: FaultRule, backend: Backend, protect: readonly ProtectedEndpoint[]): Promise<{ applied: HostRuleInfo; rules: HostRuleInfo[] }> {
+    const r = await this.hostRequest({ type: 'hostApply', backend, rule, protect: [...protect] });
+    if (!r.applied) throw new LabError('the lab helper did not say which rule it applied');
+    return { applied: r.applied, rules: r.rules };
+  }
+
+  /** Removes one of the helper's host rules; resolves with those left. */
+  async hostRemove(id: string): Promise<HostRuleInfo[]> {
+    return (await this.hostRequest({ type: 'hostRemove', id })).rules;
+  }
+
+  /** The helper's host rules, with their packet and byte counters now. */
+  async hostList(): Promise<HostRuleInfo[]> {
+    return (await this.hostRequest({ type: 'hostList' })).rules;
+  }
+
+  /** Removes all the helper's host rules, best effort: what is left, and why. */
+  async hostRemoveAll(): Promise<{ rules: HostRuleInfo[]; errors: LabError[] }> {
+    const r = await this.hostRequest({ type: 'hostRemoveAll' });
+    return { rules: r.rules, errors: (r.errors ?? []).map(labError) };
+  }
+
+  /** Removes the host rules of dead owners (the helper does it once when it starts). */
+  async hostSweep(): Promise<HostSweepInfo> {
+    return (await this.hostRequest({ type: 'hostSweep' })).swept ?? { removed: [], errors: [] };
+  }
+
+  private async hostRequest(m: HostAsk): Promise<HostReply> {
+    // The helper checks it again; checked here, a bad field fails at once with the same words.
+    parseToHelper({ ...m, seq: 0 });
+    if (this.gone) throw new LabError('the privileged lab helper has exited', { hint: 'host mode asks for the sudo password again to start a new one' });
+    const r = await this.request(m);
+    if (r?.type !== 'host') throw new LabError('the lab helper did not answer the host request (it exited, or took over 30 s)');
+    if (r.error) throw labError(r.error);
+    return r;
+  }
+
   /** Stops every run and ends the helper: shutdown, then the pipe closes, then (if need be) a signal. */
   async dispose(): Promise<void> {
     if (this.gone) return;
@@ -163,12 +230,14 @@ export class PrivilegedLab {
   }
 
   /** Sends a request and resolves with its reply; undefined if the helper goes or says nothing in time. */
-  private request(m: Request): Promise<Reply | undefined> {
+  private request(m: Request): Promise<Reply | undefined>;
+  private request(m: HostAsk): Promise<HostReply | undefined>;
+  private request(m: AnyRequest): Promise<Reply | HostReply | undefined> {
     const seq = this.nextSeq++;
     return new Promise((resolve) => {
       // Counters answer at once; actions may start a program and wait until it listens (5 s).
       const timer = setTimeout(() => reply(undefined), m.type === 'counters' ? 5000 : 30_000);
-      const reply = (r: Reply | undefined) => {
+      const reply = (r: Reply | HostReply | undefined) => {
         clearTimeout(timer);
         this.replies.delete(seq);
         resolve(r);
@@ -200,6 +269,7 @@ export class PrivilegedLab {
       case 'ready':
         this.pid = m.pid;
         this.uid = m.uid;
+        this.owner = typeof m.owner === 'string' ? parseHostTag(`tcp-lab-host:${m.owner}:x`)?.owner : undefined;
         if (m.uid === 0) this.ready?.resolve();
         else this.ready?.reject(new LabError(`the lab helper runs as uid ${m.uid}, not root`));
         return;
@@ -218,6 +288,7 @@ export class PrivilegedLab {
       }
       case 'counters':
       case 'performed':
+      case 'host':
         this.replies.get(m.seq)?.(m);
         return;
       default:

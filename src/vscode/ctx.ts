@@ -110,7 +110,13 @@ export class Ctx implements vscode.Disposable {
   async dispose(): Promise<void> {
     await this.stopSession().catch(() => undefined);
     await this.privileged?.dispose().catch(() => undefined);
-    for (const d of this.disposables.splice(0).reverse()) d.dispose();
+    // A disposable may return a promise (host mode removing a root editor's host rules), and at
+    // window close a view's dispose may throw: wait for each, and let none stop the rest.
+    for (const d of this.disposables.splice(0).reverse()) {
+      try {
+        await d.dispose();
+      } catch { /* the window is gone */ }
+    }
   }
 }
 
