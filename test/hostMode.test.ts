@@ -7,7 +7,7 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
-import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import assert from 'node:assert/strict';
@@ -17,18 +17,16 @@ import { hostExec } from '../src/lab/exec';
 import { Logger, MemorySink } from '../src/lab/log';
 import {
   HostRules,
-  ownerStatus,
   ownerText,
-  parseHostIptables,
   parseHostTag,
   processOwner,
-  parseHostNft,
   protectedEndpoints,
   sweepHostRules,
   type HostRuleEntry,
 } from '../src/lab/hostRules';
 import type { Backend } from '../src/lab/rules';
 import { cliArgv, ensureTestUser, isRoot, ROOT, runCli } from './support/lab';
+import { connectOutcome as probe, removeTestRules, rulesWithPrefix, type Outcome } from './support/hostFirewall';
 
 const skip = isRoot ? false : 'host mode needs root';
 const BACKENDS: Backend[] = ['iptables', 'nft'];
@@ -40,21 +38,10 @@ let server: Server;
 let port = 0;
 const accepted = new Set<Socket>();
 
-type Outcome = 'connected' | 'timeout' | string;
 
 /** One connect to the server, bounded: its errno name, `connected`, or `timeout`. */
 function connectOutcome(timeoutMs = 600): Promise<Outcome> {
-  return new Promise((resolve) => {
-    const s = createConnection({ port, host: '127.0.0.1' });
-    const done = (o: Outcome) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(o);
-    };
-    const timer = setTimeout(() => done('timeout'), timeoutMs);
-    s.once('connect', () => done('connected'));
-    s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
-  });
+  return probe(port, timeoutMs);
 }
 
 interface Run {
@@ -78,9 +65,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
 
 /** The host's rules with the test's ids, read with the tools themselves (not the code under test). */
 function testRules(): HostRuleEntry[] {
-  const ipt = parseHostIptables(execFileSync('iptables', ['-w', '5', '-v', '-S'], { encoding: 'utf8' }));
-  const nft = parseHostNft(execFileSync('nft', ['-j', 'list', 'ruleset'], { encoding: 'utf8' })).rules;
-  return [...ipt, ...nft].filter((e) => e.id.startsWith('hm-'));
+  return rulesWithPrefix('hm-');
 }
 
 /** Every line of the host's firewall that mentions the lab. */
@@ -94,17 +79,7 @@ const ourOwners = new Set<string>(['cli']);
 
 /** Removes every rule the test made, and the empty nft tables of the test's owners and dead ones. */
 function cleanUp(): void {
-  for (const e of testRules()) {
-    const argv = e.backend === 'iptables'
-      ? ['iptables', '-w', '5', '-D', e.chain, ...e.spec!]
-      : ['nft', 'delete', 'rule', 'inet', e.table!, e.chain, 'handle', String(e.handle)];
-    execFileSync(argv[0]!, argv.slice(1), { stdio: 'ignore' });
-  }
-  const { tables, rules } = parseHostNft(execFileSync('nft', ['-j', 'list', 'ruleset'], { encoding: 'utf8' }));
-  for (const { table, owner } of tables) {
-    const ours = ourOwners.has(ownerText(owner)) || ownerStatus(owner) === 'dead';
-    if (ours && !rules.some((r) => r.table === table)) execFileSync('nft', ['delete', 'table', 'inet', table], { stdio: 'ignore' });
-  }
+  removeTestRules('hm-', ourOwners);
 }
 
 /** A separate lab process that applies one DROP rule through the API and waits; SIGTERM removes it. */

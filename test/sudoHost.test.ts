@@ -15,17 +15,17 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import * as esbuild from 'esbuild';
 import { decodeLine, encodeMessage } from '../src/lab/helperProtocol';
-import { ownerStatus, ownerText, parseHostIptables, parseHostNft, parseHostTag, type HostRuleEntry } from '../src/lab/hostRules';
+import { ownerStatus, ownerText, parseHostTag, type HostRuleEntry } from '../src/lab/hostRules';
 import { HostSession, sweepHost } from '../src/lab/hostSession';
 import { processOwner } from '../src/lab/hostOwner';
 import { Logger, MemorySink } from '../src/lab/log';
 import type { FaultRule } from '../src/lab/rules';
 import { editorEndpoints, rootClient, sweepNotice } from '../src/vscode/hostModeModel';
 import { ensureTestUser, isRoot, ROOT, stagedInstall, TEST_USER } from './support/lab';
+import { connectOutcome as probe, removeTestRules, rulesWithPrefix, type Outcome } from './support/hostFirewall';
 import { alive, Driver, DROP_IN, installSudo, restorePassword, setPassword, stageBundles, writeSudoers, type Said } from './support/sudoHost';
 
 const password = `Tcp-Lab-${randomBytes(12).toString('hex')}`;
@@ -38,31 +38,18 @@ const log = new Logger(new MemorySink(), 'debug');
 /** The owners (helper processes) this test saw: their rules and tables are the test's. */
 const owners = new Set<string>();
 
-type Outcome = 'connected' | 'timeout' | string;
 
 /** One bounded connect to the server from this process: `connected`, an errno name, or `timeout`. */
 /** Each test bounded: a helper that never answers fails the test instead of holding the run. */
 const T = { timeout: 60_000 };
 
 function connectOutcome(timeoutMs = 800): Promise<Outcome> {
-  return new Promise((resolve) => {
-    const s = createConnection({ port, host: '127.0.0.1' });
-    const done = (o: Outcome) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(o);
-    };
-    const timer = setTimeout(() => done('timeout'), timeoutMs);
-    s.once('connect', () => done('connected'));
-    s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
-  });
+  return probe(port, timeoutMs);
 }
 
 /** The host's rules with the test's ids, read with the tools themselves. */
 function testRules(): HostRuleEntry[] {
-  const ipt = parseHostIptables(execFileSync('iptables', ['-w', '5', '-v', '-S'], { encoding: 'utf8' }));
-  const nft = parseHostNft(execFileSync('nft', ['-j', 'list', 'ruleset'], { encoding: 'utf8' })).rules;
-  return [...ipt, ...nft].filter((e) => e.id.startsWith('sh-'));
+  return rulesWithPrefix('sh-');
 }
 
 /** Firewall lines of the test: its ids' tags and the tables of its helpers. */
@@ -73,17 +60,7 @@ function testLines(): string[] {
 }
 
 function cleanUp(): void {
-  for (const e of testRules()) {
-    const argv = e.backend === 'iptables'
-      ? ['iptables', '-w', '5', '-D', e.chain, ...e.spec!]
-      : ['nft', 'delete', 'rule', 'inet', e.table!, e.chain, 'handle', String(e.handle)];
-    execFileSync(argv[0]!, argv.slice(1), { stdio: 'ignore' });
-  }
-  const { tables, rules } = parseHostNft(execFileSync('nft', ['-j', 'list', 'ruleset'], { encoding: 'utf8' }));
-  for (const { table, owner } of tables) {
-    const ours = owners.has(ownerText(owner)) || ownerStatus(owner) === 'dead';
-    if (ours && !rules.some((r) => r.table === table)) execFileSync('nft', ['delete', 'table', 'inet', table], { stdio: 'ignore' });
-  }
+  removeTestRules('sh-', owners);
 }
 
 const reject = (id: string, backend = 'iptables'): { apply: FaultRule; backend: string } =>

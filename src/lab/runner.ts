@@ -12,7 +12,7 @@ import { LabError } from './errors';
 import type { Logger } from './log';
 import { spawnInPty, type LabProcess } from './processes';
 import { describe as describeRule, parseRule, RuleSet, type AppliedRule, type Backend } from './rules';
-import { pythonSample } from './samples';
+import { pythonSample, realPython } from './samples';
 import { Sandbox, type SandboxMode } from './sandbox';
 import { PORT } from './scenarios/common';
 import { LISTENERS, type Action, type Band, type DefaultFigure, type Fix, type MatrixCell, type ProcSpec, type Scenario, type Section, type Stat, type Watch } from './scenarios/types';
@@ -161,15 +161,19 @@ class ScenarioRun {
   private actionError: unknown;
   private readonly log: Logger;
 
+  /** The samples' interpreter, resolved once (no version-manager shim at every start). */
+  private readonly python: string;
+
   constructor(private readonly scenario: Scenario, private readonly options: RunOptions) {
     this.log = options.log;
+    this.python = realPython(options.python);
     this.observers = new RunObservers({
       log: this.log,
       onEvent: options.onEvent,
       onSnapshot: (snap) => this.sampleSeries(snap),
       pollInterval: options.pollInterval,
       capture: options.capture,
-      python: options.python,
+      python: this.python,
       // Every scenario so far is IPv4: one table walk per poll, not two.
       ipv4Only: !(scenario.addresses ?? []).some((a) => a.includes(':')),
     });
@@ -247,7 +251,7 @@ class ScenarioRun {
     const sandbox = this.sandbox!;
     // The lab's options first: a supervisor passes everything after its `--` to its worker.
     const own = spec.name === 'client' && this.options.clientCommand ? this.ownCommand(spec, this.options.clientCommand) : null;
-    const argv = own ?? sandbox.enter([this.options.python ?? 'python3', pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
+    const argv = own ?? sandbox.enter([this.python, pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
     const listensBefore = this.events.filter((e) => e.proc === spec.name && e.type === 'listening').length;
     const t = monotonic();
     const proc = spawnInPty(spec.name, argv, this.log);
