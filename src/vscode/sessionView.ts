@@ -151,7 +151,8 @@ function row(s: LabSession, key: string): Row {
     case 'waiting':
       return { label: 'waiting', description: describeWait(s.progress, s.deadline, Math.floor(s.elapsed)), icon: 'watch' };
     case 'group':
-      if (name === 'verdict') return { label: `verdict: ${r ? headline(r) : ''}`, tooltip: r ? headline(r) : '', expanded: true };
+      // Collapsed: the headline is the label, and the programs below stay in view of a short pane.
+      if (name === 'verdict') return { label: `verdict: ${r ? headline(r) : ''}`, tooltip: r ? headline(r) : '', expanded: false };
       return { label: name === 'timers' ? 'timers set' : name, expanded: true };
     case 'proc': {
       const p = s.processes.get(name)!;
