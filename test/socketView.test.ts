@@ -16,7 +16,7 @@ import { Sandbox } from '../src/lab/sandbox';
 import { portArgv, readSockets, splitRecords, type SocketReading } from '../src/lab/socketView';
 import { connectionKey } from '../src/lab/ss';
 import { forPanel } from '../src/vscode/socketPanelPage';
-import { ensureTestUser, isRoot, ROOT, TEST_USER } from './support/lab';
+import { asTestUser, ensureTestUser, isRoot, ROOT, TEST_USER } from './support/lab';
 
 /** Inside the lab: a listener on 7000, one connection with 10 unread bytes, until stdin closes. */
 const LAB_PROGRAM = [
@@ -169,9 +169,7 @@ test('refusals name the field', async () => {
 test('as the unprivileged user: the lab target enters the user namespace, and a process of its own shows', async (t) => {
   if (!isRoot) return t.skip('run as root to test as another user (this run is unprivileged already)');
   ensureTestUser();
-  const uid = spawnSync('id', ['-u', TEST_USER], { encoding: 'utf8' }).stdout.trim();
-  const gid = spawnSync('id', ['-g', TEST_USER], { encoding: 'utf8' }).stdout.trim();
-  const as = ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--init-groups', '--reset-env', '--'];
+  const as = asTestUser();
   if (spawnSync(as[0]!, [...as.slice(1), 'test', '-r', join(ROOT, 'src', 'lab', 'socketView.ts')]).status !== 0) {
     return t.skip(`${TEST_USER} cannot read this checkout (${ROOT})`);
   }

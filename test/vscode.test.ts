@@ -13,7 +13,7 @@ import {
   activityItem, findTools, installVsix, openWorkbench, processTree, runCommand, startCodeServer, terminalText,
   type CodeServer, type PwPage, type Workbench,
 } from './e2e/codeServer';
-import { ensureTestUser, isRoot, ROOT, settledLeftovers, TEST_USER } from './support/lab';
+import { ensureTestUser, isRoot, ROOT, settledLeftovers, TEST_USER, testUserIds } from './support/lab';
 
 const tools = findTools();
 const skip = 'missing' in tools ? `VS Code (code-server) is not installed: ${tools.missing}` : false;
@@ -101,8 +101,7 @@ const GRACE = 5;
 /** The uid and gid of the unprivileged test user, created on first use. */
 function testUser(): { uid: number; gid: number } {
   ensureTestUser();
-  const id = (flag: string) => Number(execFileSync('id', [flag, TEST_USER], { encoding: 'utf8' }).trim());
-  return { uid: id('-u'), gid: id('-g') };
+  return testUserIds();
 }
 
 test('as root: run from the view, verdicts, terminals, nothing left behind', { skip: skip || (!isRoot && 'needs root (the root half of the suite)'), timeout: 15 * 60_000 }, () => endToEnd('root'));

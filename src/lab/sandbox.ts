@@ -4,6 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import { userInfo } from 'node:os';
 import { LabError } from './errors';
 import { hostExec, labEnv, type Exec } from './exec';
+import { enterLab } from './nsEnter';
 import type { Logger } from './log';
 
 export type SandboxMode = 'root' | 'rootless';
@@ -98,12 +99,7 @@ export class Sandbox {
   /** The argv that runs `argv` inside this sandbox, as uid 0 of its user namespace. */
   enter(argv: readonly string[]): string[] {
     if (this.closed) throw new LabError('the lab session is closed');
-    return [
-      'nsenter', '--target', String(this.pid),
-      ...(this.mode === 'rootless' ? ['--user', '--preserve-credentials'] : []),
-      '--net', '--pid', '--mount',
-      '--', ...argv,
-    ];
+    return enterLab(this, argv);
   }
 
   get alive(): boolean {

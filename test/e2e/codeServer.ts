@@ -3,12 +3,13 @@
 // dependency of the repo, so playwright-core is imported by path at run time and
 // typed with the few members we use (the repo's tsconfig has no DOM lib either).
 import { spawn, execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { processTree as labProcessTree } from '../../src/lab/watch';
 
 const execFileP = promisify(execFile);
 
@@ -87,37 +88,10 @@ export async function freePort(): Promise<number> {
   });
 }
 
-// Children by parent, read from /proc, so stop() can reach processes that left the
-// process group (node-pty puts each terminal's shell in its own session).
-function childrenOf(): Map<number, number[]> {
-  const map = new Map<number, number[]>();
-  for (const ent of readdirSync('/proc')) {
-    if (!/^\d+$/.test(ent)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${ent}/stat`, 'utf8');
-    } catch {
-      continue; // gone meanwhile
-    }
-    // Field 4 (ppid) follows the ")" that closes the command name, which may hold spaces.
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    const list = map.get(ppid) ?? [];
-    list.push(Number(ent));
-    map.set(ppid, list);
-  }
-  return map;
-}
-
+// Every process under root, read from /proc's parent links, so stop() can reach processes that
+// left the process group (node-pty puts each terminal's shell in its own session).
 export function processTree(root: number): number[] {
-  const map = childrenOf();
-  const out: number[] = [];
-  const todo = [root];
-  while (todo.length) {
-    const pid = todo.pop()!;
-    out.push(pid);
-    todo.push(...(map.get(pid) ?? []));
-  }
-  return out;
+  return [...labProcessTree(root)];
 }
 
 function alive(pid: number): boolean {

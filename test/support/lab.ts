@@ -39,14 +39,25 @@ export interface CliRun {
   stderr: string;
 }
 
+/** The test user's uid and gid. */
+export function testUserIds(): { uid: number; gid: number } {
+  const id = (flag: string) => Number(execFileSync('id', [flag, TEST_USER], { encoding: 'utf8' }).trim());
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+/**
+ * The argv prefix that runs what follows as the test user, with a clean environment. setpriv
+ * execs in place (no fork), so the pid we get is the program's own, for kill -9 tests.
+ */
+export function asTestUser(): string[] {
+  const { uid, gid } = testUserIds();
+  return ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--init-groups', '--reset-env', '--'];
+}
+
 /** The argv that runs tcp-lab, as this user or (when root) as the unprivileged test user. */
 export function cliArgv(args: readonly string[], as: 'self' | 'user'): string[] {
   if (as === 'self') return [process.execPath, join(ROOT, 'dist', 'cli.js'), ...args];
-  // setpriv execs in place (no fork), so the pid we get is the lab's own, for kill -9 tests.
-  const uid = execFileSync('id', ['-u', TEST_USER], { encoding: 'utf8' }).trim();
-  const gid = execFileSync('id', ['-g', TEST_USER], { encoding: 'utf8' }).trim();
-  return ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--init-groups', '--reset-env', '--',
-    process.execPath, join(stagedInstall(), 'dist', 'cli.js'), ...args];
+  return [...asTestUser(), process.execPath, join(stagedInstall(), 'dist', 'cli.js'), ...args];
 }
 
 export function spawnCli(args: readonly string[], as: 'self' | 'user'): ChildProcess {

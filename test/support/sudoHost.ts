@@ -8,7 +8,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { chmodSync, lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as esbuild from 'esbuild';
-import { ROOT, stagedInstall, TEST_USER } from './lab';
+import { asTestUser, ROOT, stagedInstall, TEST_USER } from './lab';
 
 export const DROP_IN = '/etc/sudoers.d/tcplab-test';
 
@@ -70,8 +70,7 @@ export class Driver {
   private taken = 0;
 
   constructor(driverJs: string, args: readonly string[], prefix: readonly string[] = []) {
-    const id = (flag: string) => execFileSync('id', [flag, TEST_USER], { encoding: 'utf8' }).trim();
-    const argv = [...prefix, 'setpriv', `--reuid=${id('-u')}`, `--regid=${id('-g')}`, '--init-groups', '--reset-env', '--', process.execPath, driverJs, ...args];
+    const argv = [...prefix, ...asTestUser(), process.execPath, driverJs, ...args];
     this.child = spawn(argv[0]!, argv.slice(1), { cwd: '/', stdio: ['pipe', 'pipe', 'pipe'] });
     Driver.started.add(this.child);
     let partial = '';
