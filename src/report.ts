@@ -28,6 +28,7 @@ export function formatResult(r: ScenarioResult, options: { explain?: boolean; co
     lines.push(`     ${ch.status.padEnd(8)}  ${ch.says}${ch.reason ? `: ${ch.reason}` : ''}`);
   }
   if (r.figures.length) lines.push(`     figures   ${formatFigures(r.figures)}`);
+  for (const line of formatProbeTable(r.events)) lines.push(`     ${line}`);
   for (const [name, points] of Object.entries(r.series)) lines.push(`     ${name.padEnd(9)} ${formatSeries(points, r.wallSeconds)}`);
   for (const a of r.applied) lines.push(`     applied   ${a.command}${a.packets === null ? '' : `   (${a.packets} packets matched)`}`);
   const sysctls = Object.entries(r.sysctls);
@@ -131,4 +132,24 @@ export function formatMatrices(results: readonly ScenarioResult[]): string {
     for (const line of table) out.push(`  ${line.map((cell, i) => cell.padEnd(widths[i]!)).join('   ').trimEnd()}`);
   }
   return out.join('\n');
+}
+
+/**
+ * The probes' results as a table (l4-sleep-matrix): a row per idle time, a column per target
+ * and keepalive setting, each cell `ok` or what the second request got. Empty without probes.
+ */
+export function formatProbeTable(events: readonly { proc: string; type: string; [k: string]: unknown }[]): string[] {
+  const probes = events.filter((e) => e.proc === 'probes' && e.type === 'probe' && typeof e.sleep === 'number');
+  if (!probes.length) return [];
+  const column = (e: (typeof probes)[number]) => `${String(e.target)} ka ${e.keepalive ? 'on' : 'off'}`;
+  const columns = [...new Set(probes.map(column))].sort((a, b) => {
+    const [ta, tb] = [a.split(' ')[0]!, b.split(' ')[0]!];
+    return ta === tb ? (a.endsWith('off') ? -1 : 1) : ta === 'vip' ? -1 : tb === 'vip' ? 1 : ta.localeCompare(tb);
+  });
+  const sleeps = [...new Set(probes.map((e) => e.sleep as number))].sort((a, b) => a - b);
+  const cell = new Map(probes.map((e) => [`${e.sleep}|${column(e)}`, e.ok ? 'ok' : String(e.name ?? 'failed')]));
+  const width = Math.max(...columns.map((c) => c.length), 11);
+  const out = [`idle (s)  ${columns.map((c) => c.padEnd(width)).join(' ')}`.trimEnd()];
+  for (const s of sleeps) out.push(`${String(s).padStart(8)}  ${columns.map((c) => (cell.get(`${s}|${c}`) ?? '-').padEnd(width)).join(' ')}`.trimEnd());
+  return out;
 }

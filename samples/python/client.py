@@ -73,6 +73,22 @@ STEP_ARGS = {
 OWN_SOCKET_STEPS = {"connections", "sleep"}
 
 
+def keep_alive_timeout(head):
+    """timeout=N (whole seconds) of a reply's Keep-Alive header, e.g.
+    "Keep-Alive: timeout=5, max=100"; None without one. head is the reply's
+    header, lowercased. A value that is not a whole number is ignored, as
+    clients ignore hints they cannot read."""
+    at = head.find(b"\r\nkeep-alive:")
+    if at < 0:
+        return None
+    value = head[at + 13:].split(b"\r\n", 1)[0].decode("latin-1")
+    for param in value.split(","):
+        key, _, number = param.partition("=")
+        if key.strip() == "timeout" and number.strip().isdigit():
+            return int(number.strip())
+    return None
+
+
 def parse_steps(text):
     steps = []
     for item in text.split(","):
@@ -103,6 +119,7 @@ class Client:
         self.peer = lab.addr_str(addr)
         self.sock = None
         self.requests_done = 0  # numbers `response` events, over the whole run
+        self.keep_alive = None  # (timeout=N of the last reply, when it ended): --pool
         self.connections_made = 0  # numbers the `connections` step's connections
 
     # ---- reporting helpers ------------------------------------------------
@@ -172,6 +189,7 @@ class Client:
         """The run's socket, which the steps but `connections` use."""
         self.tx = self.rx = 0
         self.inbuf = b""  # received bytes not yet consumed by a request
+        self.keep_alive = None
         self.sock = None
         self.sock = self.new_socket()
 
@@ -275,6 +293,7 @@ class Client:
             if not self.fill():
                 return None
         head = self.inbuf[:end].lower()
+        self.reply_head = head
         at = head.find(b"\r\ncontent-length:")
         if at < 0:
             raise BadReply("reply without Content-Length")
@@ -327,6 +346,8 @@ class Client:
         if size is None:
             self.eof("recv", end)
             return False
+        if not live:
+            self.keep_alive = (keep_alive_timeout(self.reply_head), end)
         timing = {} if connect_took is None else {"connect_took": connect_took}
         self.ev.emit("response", t=end, took=round(end - start, 6), n=n, bytes=size, **timing)
         return True
@@ -343,16 +364,43 @@ class Client:
             self.ev.emit("received", t=t, bytes=self.rx - rx_before, total=self.rx)
 
     def step_request(self):
+        self.pool_check()
         return self.request()
 
     def step_requests(self, interval, count=None):
         done = 0
         while count is None or done < count:
+            self.pool_check()
             if not self.request():
                 return
             done += 1
             if count is None or done < count:
                 time.sleep(interval)
+
+    def pool_check(self):
+        """--pool honour, before a request on the run's connection: if it has
+        been idle (since its last reply ended) at least the Keep-Alive
+        timeout=N of that reply minus --pool-margin, close it and connect a
+        new one, as HTTP pools that read the hint do (undici, Node's Agent).
+        Nothing tells a pool about a middlebox in front of the server that
+        forgets idle flows: the hint only protects it if N is below that
+        middlebox's idle timeout."""
+        if self.args.pool != "honour" or self.keep_alive is None:
+            return
+        timeout, reply_end = self.keep_alive
+        if timeout is None or self.sock is None or self.sock.fileno() < 0:
+            return
+        idle, limit = now() - reply_end, timeout - self.args.pool_margin
+        if idle < limit:
+            return
+        self.ev.emit("pool-evict", idle=round(idle, 6), limit=round(limit, 6), timeout=timeout)
+        live = lab.is_live(self.sock)
+        how = lab.close_how(self.sock, self.args.linger == 0)
+        self.sock.close()
+        if live:  # a connection already reset or timed out sends nothing
+            self.ev.emit("closed", how=how)
+        self.open_socket()
+        self.step_connect()
 
     def step_connections(self, count, gap=0.0):
         # Each connection: a new socket, connect, one request, and close()
@@ -363,7 +411,7 @@ class Client:
         # EADDRNOTAVAIL. Unless net.ipv4.tcp_tw_reuse allows taking over a
         # TIME_WAIT entry whose last timestamp is over 1 s old: 1 for all
         # connections, 2 (the default) for loopback ones only.
-        saved = self.sock, self.tx, self.rx, self.inbuf
+        saved = self.sock, self.tx, self.rx, self.inbuf, self.keep_alive
         try:
             for i in range(count):
                 if i:
@@ -378,12 +426,13 @@ class Client:
                 self.sock.close()
                 if live:
                     self.ev.emit("closed", how=how, n=self.connections_made)
-            self.sock, self.tx, self.rx, self.inbuf = saved
+            self.sock, self.tx, self.rx, self.inbuf, self.keep_alive = saved
 
     def one_connection(self, n):
         """connect, request, close on a socket of its own, with the same
         options as the run's socket; the request helpers see it as self.sock."""
         self.sock, self.tx, self.rx, self.inbuf = self.new_socket(n=n), 0, 0, b""
+        self.keep_alive = None
         start = now()
         if self.args.connect_timeout is None:
             try:
@@ -574,6 +623,7 @@ examples:
   %(prog)s --port 7000 --keepalive 2,1,3 --steps connect,idle
   %(prog)s --port 7000 --proto http --steps connect,requests:0:30,close
   %(prog)s --port 7000 --steps connections:100
+  %(prog)s --port 7000 --proto http --pool honour --steps connect,request,sleep:5,request
 exit code: 0 all steps done, 1 a step failed, 2 bad usage, 128+N on signal N.""")
     p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     p.add_argument("--port", type=lab.port, required=True, help="server port")
@@ -584,6 +634,14 @@ exit code: 0 all steps done, 1 a step failed, 2 bad usage, 128+N on signal N."""
                         "(server.py --mode echo); http sends GET / HTTP/1.1 and reads "
                         "the header and Content-Length bytes of body (--mode http). "
                         "Default echo")
+    p.add_argument("--pool", choices=["ignore", "honour"], default="ignore",
+                   help="http: honour makes request steps reconnect first when the "
+                        "connection has been idle for the last reply's Keep-Alive "
+                        "timeout=N minus --pool-margin (pool-evict event); default ignore")
+    p.add_argument("--pool-margin", type=lab.ranged(float, 0), metavar="S",
+                   help="with --pool honour: seconds taken off the server's timeout=N "
+                        "(default 1, the figure Node's http.Agent subtracts; undici "
+                        "subtracts 1 or 2 depending on its version)")
     t = p.add_argument_group("timeouts and socket options (set before connect)")
     t.add_argument("--connect-timeout", type=lab.seconds, metavar="S",
                    help="non-blocking connect + poll; emit timeout after S seconds")
@@ -617,6 +675,12 @@ exit code: 0 all steps done, 1 a step failed, 2 bad usage, 128+N on signal N."""
     args = p.parse_args(argv)
     if args.backoff_max < args.backoff:
         p.error("argument --backoff-max: must not be smaller than --backoff")
+    if args.pool == "honour" and args.proto != "http":
+        p.error("argument --pool: honour needs --proto http (echo replies carry no Keep-Alive)")
+    if args.pool_margin is None:
+        args.pool_margin = 1.0
+    elif args.pool != "honour":
+        p.error("argument --pool-margin: only with --pool honour")
     return args
 
 

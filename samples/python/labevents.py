@@ -42,8 +42,24 @@ def _fmt_ms(v):
 
 
 def _nth(e):
-    """The client's `connections` step numbers its connections with n."""
+    """Which connection: the client's `connections` step numbers them with
+    n; probes.py names its cells by target, keepalive and sleep."""
+    if "target" in e:
+        return f" [{_cell(e)}]"
     return f" (connection {e['n']})" if "n" in e else ""
+
+
+def _cell(e):
+    return (f"{e['target']}, keepalive {'on' if e['keepalive'] else 'off'}, "
+            f"sleep {e['sleep']:g} s")
+
+
+def _probe(e):
+    if e["ok"]:
+        return f"{_cell(e)}: ok, second request {_fmt_ms(e['took'])}"
+    where = e["op"] if e["stage"] == "connect" else f"the {e['stage']} request's {e['op']}"
+    after = "" if e["took"] is None else f" after {_fmt_ms(e['took'])}"
+    return f"{_cell(e)}: FAILED in {where}: {e['name']} ({e['errno']}){after}"
 
 
 def _response(e):
@@ -62,7 +78,7 @@ _DESCRIBE = {
     "connected": lambda e: f"{e['local']} -> {e['peer']}{_nth(e)}",
     "sent": lambda e: f"{e['bytes']} bytes (total {e['total']})",
     "received": lambda e: f"{e['bytes']} bytes (total {e['total']})",
-    "eof": lambda e: f"on {e['op']}: the peer sent FIN",
+    "eof": lambda e: f"on {e['op']}: the peer sent FIN{_nth(e)}",
     "error": lambda e: f"{e['op']}: {e['name']} ({e['errno']}) {e['message']}{_nth(e)}",
     "timeout": lambda e: (f"{e['op']} after {_fmt_seconds(e['after'])} "
                           f"(application timeout){_nth(e)}"),
@@ -76,6 +92,12 @@ _DESCRIBE = {
     "idle-close": lambda e: f"idle for {_fmt_seconds(e['idle'])}",
     "reconnect": lambda e: f"attempt {e['attempt']} in {_fmt_seconds(e['delay'])}",
     "response": _response,
+    "pool-evict": lambda e: (f"idle {_fmt_seconds(e['idle'])} >= {_fmt_seconds(e['limit'])} "
+                             f"(Keep-Alive timeout={e['timeout']} minus the margin): "
+                             "closing it, connecting anew"),
+    "probe": _probe,
+    "done": lambda e: (f"{e['cells']} cells in {_fmt_seconds(e['took'])}: {e['ok']} ok, "
+                       f"{e['failed']} failed ({e['setup_failed']} before the sleep)"),
     "worker-started": lambda e: f"pid {e['pid']}",
     "worker-killed": lambda e: (f"pid {e['pid']} with {e['signal']} after "
                                 f"{_fmt_seconds(e['silent'])} without a line"),

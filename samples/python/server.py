@@ -187,7 +187,17 @@ def mode_http(c):
 def http_reply(c, keep):
     header = (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
               f"Content-Length: {len(HTTP_BODY)}\r\n").encode()
-    header += b"\r\n" if keep else b"Connection: close\r\n\r\n"
+    if not keep:
+        header += b"Connection: close\r\n"
+    elif c.args.keep_alive_header is not None:
+        # A promise, not a timer: Keep-Alive is advisory (no current HTTP/1.1
+        # RFC defines it), and pools that read it (undici, Node's Agent) stop
+        # reusing a connection idle about N seconds. This server keeps it
+        # open regardless; in the lab, what forgets the flow is the
+        # middlebox in front, after T > N idle seconds.
+        header += (f"Connection: keep-alive\r\n"
+                   f"Keep-Alive: timeout={c.args.keep_alive_header}\r\n").encode()
+    header += b"\r\n"
     cork = c.args.cork
     try:
         if cork:  # cork, write, uncork: the kernel flushes on uncork (tcp(7))
@@ -266,6 +276,7 @@ def parse_args(argv):
 examples:
   %(prog)s --port 7000 --mode echo
   %(prog)s --port 7000 --mode http --reply-writes two
+  %(prog)s --port 7000 --mode http --keep-alive-header 2
   %(prog)s --port 7000 --mode silent --keepalive 2,1,3
 exit code: 1 if the port cannot be bound, 128+N on signal N.""")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
@@ -274,6 +285,10 @@ exit code: 1 if the port cannot be bound, 128+N on signal N.""")
     p.add_argument("--mode", choices=MODES, required=True, help="what to do with connections")
     p.add_argument("--reply-writes", choices=["two", "one"], default="two",
                    help="http: header and body in two send() calls or one (default two)")
+    p.add_argument("--keep-alive-header", type=lab.ranged(int, 0, 2**31 - 1), metavar="N",
+                   help="http: add Connection: keep-alive and Keep-Alive: timeout=N to "
+                        "every keep-alive reply (the server itself does not close idle "
+                        "connections after N; see --idle-timeout)")
     p.add_argument("--idle-timeout", type=lab.seconds, metavar="T",
                    help="close a connection that received nothing for T seconds")
     p.add_argument("--keepalive", type=lab.keepalive, metavar="IDLE,INTVL,CNT",
@@ -288,7 +303,10 @@ exit code: 1 if the port cannot be bound, 128+N on signal N.""")
     p.add_argument("--accept-delay", type=lab.seconds, metavar="S",
                    help="sleep S seconds before each accept()")
     lab.add_common_args(p, "server")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.keep_alive_header is not None and args.mode != "http":
+        p.error("argument --keep-alive-header: only with --mode http")
+    return args
 
 
 def main(argv=None):

@@ -3,6 +3,8 @@ import { monotonic } from './clock';
 import { LabError } from './errors';
 import type { Logger } from './log';
 import { SocketMonitor, type Snapshot } from './monitor';
+import { ConntrackWatch } from './conntrack';
+import type { Exec } from './exec';
 import { PacketCapture, type CaptureMethod } from './packets';
 import type { Sandbox } from './sandbox';
 import { STRACE_MISSING, straceArgv, straceAvailable, StraceTail } from './strace';
@@ -20,6 +22,12 @@ export interface ObserversOptions {
   python?: string;
   /** No IPv6 in the scenario: the monitor walks one table per poll, not two. */
   ipv4Only: boolean;
+}
+
+/** Where sockets and packets are watched: the sandbox, or one host of a topology (named). */
+export interface WatchedPlace extends Pick<Sandbox, 'enter' | 'mode' | 'mappedSubIds'> {
+  name?: string;
+  exec: Exec;
 }
 
 /** What the result says about how the run was watched. */
@@ -42,8 +50,9 @@ export class RunObservers {
   readonly stream = new EventStream();
   private readonly reorder: Reorder;
   private closed = false;
-  private monitor: SocketMonitor | undefined;
-  private capture: PacketCapture | undefined;
+  private readonly monitors: SocketMonitor[] = [];
+  private readonly captures: PacketCapture[] = [];
+  private readonly conntracks: ConntrackWatch[] = [];
   private readonly tails: StraceTail[] = [];
   private readonly notes: string[] = [];
   /** The timer each socket had at the last poll, by connection key. */
@@ -53,29 +62,47 @@ export class RunObservers {
     this.reorder = new Reorder(0.5, (e) => options.onEvent?.(e));
   }
 
-  /** Starts the socket monitor and the packet capture inside the sandbox. */
-  async start(sandbox: Sandbox): Promise<void> {
-    this.monitor = new SocketMonitor({
-      exec: sandbox.exec,
-      enter: (argv) => sandbox.enter(argv),
-      ipv4Only: this.options.ipv4Only,
-      log: this.options.log,
-      interval: this.options.pollInterval ?? 100,
-      processes: true,
-      onEvent: (e) => this.observe(e),
-      onSnapshot: this.options.onSnapshot,
-    }).start();
-    if (this.monitor.note) this.notes.push(this.monitor.note);
+  /**
+   * Starts a socket monitor and a packet capture in each place: the sandbox, or each host of a
+   * topology (whose events then carry the host's name as `at`), and a conntrack watch on each
+   * middlebox.
+   */
+  async start(places: readonly WatchedPlace[], middleboxes: readonly { name: string; pid: number }[] = []): Promise<void> {
+    for (const place of places) {
+      const tag = (e: TimelineEvent): TimelineEvent => (place.name ? { ...e, at: place.name } : e);
+      const monitor = new SocketMonitor({
+        exec: place.exec,
+        enter: (argv) => place.enter(argv),
+        ipv4Only: this.options.ipv4Only,
+        log: this.options.log,
+        interval: this.options.pollInterval ?? 100,
+        processes: true,
+        onEvent: (e) => this.observe(tag(e)),
+        onSnapshot: this.options.onSnapshot,
+      }).start();
+      this.monitors.push(monitor);
+      if (monitor.note && !this.notes.includes(monitor.note)) this.notes.push(monitor.note);
+    }
+    for (const box of middleboxes) {
+      this.conntracks.push(new ConntrackWatch({
+        host: box.name, pid: box.pid, interval: Math.max(this.options.pollInterval ?? 100, 200), log: this.options.log, onEvent: (e) => this.observe(e),
+      }).start());
+    }
     const method = this.options.capture ?? 'auto';
     if (method === 'off') return;
-    try {
-      this.capture = await PacketCapture.start({
-        sandbox, log: this.options.log, method, python: this.options.python, onEvent: (e) => this.observe(e),
-        onStopped: (why) => this.notes.push(`packet capture stopped early: ${why}`),
-      });
-    } catch (e) {
-      // A missing capturer costs the packets, not the run.
-      this.notes.push(`no packets on the timeline: ${e instanceof LabError ? e.describe() : e instanceof Error ? e.message : e}`);
+    for (const place of places) {
+      try {
+        this.captures.push(await PacketCapture.start({
+          sandbox: place, log: this.options.log, method, python: this.options.python,
+          ...(place.name ? { interface: 'any' } : {}),
+          onEvent: (e) => this.observe(place.name ? { ...e, at: place.name } : e),
+          onStopped: (why) => this.notes.push(`packet capture${place.name ? ` on ${place.name}` : ''} stopped early: ${why}`),
+        }));
+      } catch (e) {
+        // A missing capturer costs the packets, not the run.
+        this.notes.push(`no packets on the timeline${place.name ? ` from ${place.name}` : ''}: ${e instanceof LabError ? e.describe() : e instanceof Error ? e.message : e}`);
+        return;
+      }
     }
   }
 
@@ -83,7 +110,7 @@ export class RunObservers {
    * The argv that runs a user's program under strace (when installed): its failing connect(),
    * recv() or send() come back as its `error` events, as a sample would report them.
    */
-  traced(sandbox: Sandbox, name: string, argv: readonly string[], dir: string, record: (e: TimelineEvent) => void): string[] {
+  traced(sandbox: Pick<Sandbox, 'enter'>, name: string, argv: readonly string[], dir: string, record: (e: TimelineEvent) => void): string[] {
     if (!straceAvailable()) {
       this.notes.push(STRACE_MISSING);
       return sandbox.enter(argv);
@@ -102,16 +129,18 @@ export class RunObservers {
 
   /** An event no program reported (a socket transition, a packet): on the timeline, never a trigger. */
   private observe(e: TimelineEvent): void {
+    // Two hosts may see one tuple (a direct flow between them): their timers are apart.
+    const key = typeof e.conn === 'string' ? `${e.at ?? ''}|${e.conn}` : '';
     if (e.source === 'socket' && typeof e.conn === 'string') {
       const kind = (e.timer as { kind?: string } | undefined)?.kind;
-      if (e.type === 'gone' || !kind) this.timerOf.delete(e.conn);
-      else this.timerOf.set(e.conn, kind);
+      if (e.type === 'gone' || !kind) this.timerOf.delete(key);
+      else this.timerOf.set(key, kind);
     } else if (e.source === 'packet' && (e.type === 'keepalive' || e.type === 'window-probe') && typeof e.conn === 'string') {
       // A keepalive and a zero-window probe are the same segment on the wire (seq one below
       // snd_nxt, no data); the sender's own timer tells them apart. The packets' view of the
       // peer's window can be wrong: a capture on lo sees window updates that a DROP rule then
       // discards before the sender gets them.
-      const kind = this.timerOf.get(e.conn);
+      const kind = this.timerOf.get(key);
       if (kind === 'persist' && e.type === 'keepalive') e = { ...e, type: 'window-probe', by: 'the sender\'s persist timer' };
       else if (kind === 'keepalive' && e.type === 'window-probe') e = { ...e, type: 'keepalive', by: 'the sender\'s keepalive timer' };
     }
@@ -126,15 +155,15 @@ export class RunObservers {
 
   /** The last word of every source before judging: a final socket poll, strace's last lines. */
   async settle(sandboxAlive: boolean): Promise<void> {
-    if (sandboxAlive) await this.monitor?.stop(true);
+    if (sandboxAlive) await Promise.all([...this.monitors, ...this.conntracks].map((m) => m.stop(true)));
     await Promise.all(this.tails.map((t) => t.stop()));
   }
 
   /** Stops every source and releases the rest of the stream: nothing after this belongs to the run. */
   async close(sandboxAlive: boolean): Promise<void> {
     if (this.closed) return;
-    await this.monitor?.stop(sandboxAlive);
-    await this.capture?.dispose();
+    await Promise.all([...this.monitors, ...this.conntracks].map((m) => m.stop(sandboxAlive)));
+    await Promise.all(this.captures.map((c) => c.dispose()));
     await Promise.all(this.tails.map((t) => t.stop()));
     this.reorder.flush(monotonic(), true);
     this.closed = true;
@@ -143,18 +172,19 @@ export class RunObservers {
   get observed(): Observed {
     return {
       dropped: this.stream.dropped.total,
-      socketPolls: this.monitor?.stats.polls ?? 0,
-      slowestPollMs: this.monitor?.stats.maxMs ?? 0,
-      packets: this.capture?.stats.packets ?? 0,
-      capture: this.capture?.method ?? null,
+      socketPolls: this.monitors.reduce((n, m) => n + m.stats.polls, 0),
+      slowestPollMs: Math.max(0, ...this.monitors.map((m) => m.stats.maxMs)),
+      packets: this.captures.reduce((n, c) => n + c.stats.packets, 0),
+      capture: this.captures[0]?.method ?? null,
       notes: this.notes,
     };
   }
 
   /** Disposed before the namespace: no poll or capture may race its end. */
   async dispose(): Promise<void> {
-    await this.monitor?.dispose();
-    await this.capture?.dispose();
+    await Promise.all(this.monitors.map((m) => m.dispose()));
+    await Promise.all(this.conntracks.map((c) => c.stop()));
+    await Promise.all(this.captures.map((c) => c.dispose()));
     await Promise.all(this.tails.map((t) => t.stop()));
   }
 }

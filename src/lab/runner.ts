@@ -14,6 +14,7 @@ import { spawnInPty, type LabProcess } from './processes';
 import { describe as describeRule, parseRule, RuleSet, type AppliedRule, type Backend } from './rules';
 import { pythonSample, realPython } from './samples';
 import { Sandbox, type SandboxMode } from './sandbox';
+import { balancerCounters, buildTopology, type BalancerRule, type LabHost } from './topology';
 import { PORT } from './scenarios/common';
 import { LISTENERS, type Action, type Band, type DefaultFigure, type Fix, type MatrixCell, type ProcSpec, type Scenario, type Section, type Stat, type Watch } from './scenarios/types';
 import type { TcpState } from './ss';
@@ -58,6 +59,8 @@ export interface LiveLab {
   mode: SandboxMode;
   /** Host PID of the namespace's init: `nsenter -t PID -n ss -tan` shows its sockets. */
   pid: number;
+  /** The hosts of a scenario with a topology, each with the host PID holding its namespace. */
+  hosts?: { name: string; pid: number }[];
   /** Packet and byte counters of the rules applied so far, read from the kernel now. */
   counters(): Promise<Map<string, { packets: number; bytes: number }>>;
   /**
@@ -146,11 +149,15 @@ class ScenarioRun {
   private readonly exited = new Set<string>();
   private lastExit = 0;
   private readonly outputs: Record<string, string> = {};
-  private readonly applied = new Map<string, AppliedRule>();
+  private readonly applied = new Map<string, AppliedRule & { host?: string }>();
   private readonly sysctlsSet: Record<string, string> = {};
   private readonly timers: Set<NodeJS.Timeout> = new Set();
   private sandbox: Sandbox | undefined;
-  private rules: RuleSet | undefined;
+  /** The hosts of the scenario's topology; none: everything runs in the sandbox. */
+  private hosts = new Map<string, LabHost>();
+  /** A rule set per firewall: '' is the sandbox's, else a host's. */
+  private readonly rulesets = new Map<string, RuleSet>();
+  private readonly balancerRules: BalancerRule[] = [];
   private socketPath = '';
   private runDir = '';
   private defaults: KernelTimers | undefined;
@@ -197,6 +204,7 @@ class ScenarioRun {
       this.log.error(`[${s.id}] ${error}`);
     }
     const counters = await this.readCounters();
+    await this.readBalancers();
     // Nothing after the verdict belongs to the run: the stream is complete, in time order. The
     // last poll shows what the end left: sockets gone, or still in TIME-WAIT.
     await this.observers.close(this.sandbox?.alive ?? false);
@@ -208,16 +216,23 @@ class ScenarioRun {
     const sandbox = (this.sandbox = await Sandbox.create({ log: this.log, mode: this.options.mode, label: s.id }));
     this.store.add(sandbox);
     for (const address of s.addresses ?? []) await sandbox.exec(['ip', 'addr', 'add', address, 'dev', 'lo']);
-    this.defaults = await readTimers(sandbox.exec);
     const sysctls = { ...s.sysctls, ...this.options.sysctls };
+    if (s.topology) {
+      // Before any rule or timer: the scenario's sysctls are set on every host as it is built.
+      this.hosts = await buildTopology(sandbox, s.topology, this.log);
+      this.store.add({ dispose: () => { for (const h of this.hosts.values()) h.dispose(); } });
+    }
+    // The timers of the host whose programs fail: the client's.
+    const timersAt = this.place(s.procs.find((p) => p.name === 'client')?.host ?? s.topology?.hosts[0]?.name);
+    this.defaults = await readTimers(timersAt.exec);
     for (const [name, value] of Object.entries(sysctls)) await this.setSysctl(name, value);
-    this.inForce = Object.keys(sysctls).length ? await readTimers(sandbox.exec) : this.defaults;
-    const rules = (this.rules = new RuleSet(sandbox.exec, this.options.firewall ?? 'iptables', this.log));
-    this.store.add({ dispose: async () => { await this.rules?.removeAll(); } });
+    this.inForce = Object.keys(sysctls).length ? await readTimers(timersAt.exec) : this.defaults;
+    this.store.add({ dispose: async () => { for (const r of this.rulesets.values()) await r.removeAll(); } });
     this.options.onLive?.({
       mode: sandbox.mode,
       pid: sandbox.pid,
-      counters: async () => (this.applied.size && sandbox.alive ? rules.counters() : new Map()),
+      hosts: [...this.hosts.values()].map((h) => ({ name: h.name, pid: h.pid })),
+      counters: async () => (this.applied.size && sandbox.alive ? this.ruleCounters() : new Map()),
       perform: (actions) => this.perform(actions),
     });
 
@@ -229,7 +244,15 @@ class ScenarioRun {
     this.mark('begin', {});
     // Disposed before the namespace (reverse order): no poll or capture may race its end.
     this.store.add(this.observers);
-    await this.observers.start(sandbox);
+    if (s.topology) {
+      // Sockets and packets where programs run; the flow table where a middlebox forgets.
+      const busy = new Set(s.procs.map((p) => p.host));
+      const places = [...this.hosts.values()].filter((h) => busy.has(h.name));
+      const boxes = s.topology.hosts.filter((h) => h.balancer).map((h) => ({ name: h.name, pid: this.hosts.get(h.name)!.pid }));
+      await this.observers.start(places, boxes);
+    } else {
+      await this.observers.start([sandbox]);
+    }
     let begun = false;
     for (const spec of s.procs) {
       if (spec.start === 'later') continue;
@@ -248,10 +271,10 @@ class ScenarioRun {
 
   /** Starts a program and, for a server or proxy, waits until it listens. */
   private async start(spec: ProcSpec): Promise<void> {
-    const sandbox = this.sandbox!;
+    const place = this.place(spec.host);
     // The lab's options first: a supervisor passes everything after its `--` to its worker.
     const own = spec.name === 'client' && this.options.clientCommand ? this.ownCommand(spec, this.options.clientCommand) : null;
-    const argv = own ?? sandbox.enter([this.python, pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
+    const argv = own ?? place.enter([this.python, pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
     const listensBefore = this.events.filter((e) => e.proc === spec.name && e.type === 'listening').length;
     const t = monotonic();
     const proc = spawnInPty(spec.name, argv, this.log);
@@ -284,13 +307,39 @@ class ScenarioRun {
     const host = arg('--host') ?? '127.0.0.1';
     const port = arg('--port') ?? String(PORT);
     const argv = command.map((a) => a.replaceAll('{host}', host).replaceAll('{port}', port));
-    return this.observers.traced(this.sandbox!, spec.name, argv, this.runDir, (e) => this.record(e));
+    return this.observers.traced(this.place(spec.host), spec.name, argv, this.runDir, (e) => this.record(e));
+  }
+
+  /** Where a program, rule or sysctl goes: a host of the topology, or the sandbox. */
+  private place(host: string | undefined): Sandbox | LabHost {
+    if (!this.scenario.topology) return this.sandbox!;
+    const h = host === undefined ? undefined : this.hosts.get(host);
+    if (!h) throw new LabError(`no host ${JSON.stringify(host)} in the topology of ${this.scenario.id}`, { field: 'host', value: host });
+    return h;
+  }
+
+  /** The rule set of a host's firewall (or the sandbox's), made on first use. */
+  private rulesFor(host: string | undefined): RuleSet {
+    const key = this.scenario.topology ? host ?? '' : '';
+    let set = this.rulesets.get(key);
+    if (!set) {
+      set = new RuleSet(this.place(this.scenario.topology ? host : undefined).exec, this.options.firewall ?? 'iptables', this.log);
+      this.rulesets.set(key, set);
+    }
+    return set;
+  }
+
+  private async ruleCounters(): Promise<Map<string, { packets: number; bytes: number }>> {
+    const all = new Map<string, { packets: number; bytes: number }>();
+    for (const set of this.rulesets.values()) for (const [id, c] of await set.counters()) all.set(id, c);
+    return all;
   }
 
   /** Sets a sysctl inside the namespace and keeps it for the result. */
   private async setSysctl(name: string, value: SysctlValue): Promise<void> {
     const t = monotonic();
-    await setSysctl(this.sandbox!.exec, name, value);
+    // On every host: each namespace has its own copy of the per-namespace timers.
+    for (const where of this.hosts.size ? this.hosts.values() : [this.sandbox!]) await setSysctl(where.exec, name, value);
     this.mark('sysctl', { name, value }, t);
     this.sysctlsSet[name] = Array.isArray(value) ? value.join(' ') : String(value);
   }
@@ -350,14 +399,16 @@ class ScenarioRun {
     for (const a of actions) {
       const t = monotonic();
       if ('apply' in a) {
-        const rule = parseRule({ ...a.apply, port: a.apply.port ?? PORT });
-        const applied = await this.rules!.apply(rule);
-        this.applied.set(rule.id, applied);
-        this.mark('fault', { rule: rule.id, command: describeRule(rule), took: monotonic() - t }, t);
+        const { host, ...spec } = a.apply;
+        const rule = parseRule({ ...spec, port: spec.port ?? PORT });
+        const applied = await this.rulesFor(host).apply(rule);
+        this.applied.set(rule.id, { ...applied, ...(host ? { host } : {}) });
+        this.mark('fault', { rule: rule.id, command: describeRule(rule), took: monotonic() - t, ...(host ? { host } : {}) }, t);
       } else if ('remove' in a) {
         const applied = this.applied.get(a.remove);
         if (!applied) throw new LabError(`no applied rule ${a.remove} to remove`, { field: 'remove', value: a.remove });
-        await this.rules!.remove(applied);
+        await this.rulesFor(applied.host).remove(applied);
+        this.applied.delete(a.remove);
         this.mark('removed', { rule: a.remove }, t);
       } else if ('kill' in a) {
         const proc = this.procs.get(a.kill);
@@ -410,10 +461,24 @@ class ScenarioRun {
     }
   }
 
+  /** The middleboxes' own rules and their counters: flows per server, packets of forgotten flows. */
+  private async readBalancers(): Promise<void> {
+    if (!this.sandbox?.alive) return;
+    for (const spec of this.scenario.topology?.hosts ?? []) {
+      const host = this.hosts.get(spec.name);
+      if (!spec.balancer || !host) continue;
+      try {
+        this.balancerRules.push(...await balancerCounters(host, spec.balancer));
+      } catch (e) {
+        this.log.warn(`[${this.scenario.id}] could not read ${spec.name}'s rules: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+  }
+
   private async readCounters(): Promise<Map<string, { packets: number; bytes: number }>> {
-    if (!this.rules || this.applied.size === 0 || !this.sandbox?.alive) return new Map();
+    if (this.applied.size === 0 || !this.sandbox?.alive) return new Map();
     try {
-      return await this.rules.counters();
+      return await this.ruleCounters();
     } catch (e) {
       this.log.warn(`[${this.scenario.id}] could not read rule counters: ${e instanceof Error ? e.message : e}`);
       return new Map();
@@ -455,12 +520,15 @@ class ScenarioRun {
         says: got?.observed ?? null,
       },
       checks: checks.map((c, i) => (i === primaryIndex ? { ...c, primary: true } : c)),
-      applied: [...this.applied.values()].map((a) => ({
-        id: a.id,
-        command: describeRule(a.rule, a.backend),
-        packets: counters.get(a.id)?.packets ?? null,
-        bytes: counters.get(a.id)?.bytes ?? null,
-      })),
+      applied: [
+        ...[...this.applied.values()].map((a) => ({
+          id: a.id,
+          command: `${a.host ? `${a.host}: ` : ''}${describeRule(a.rule, a.backend)}`,
+          packets: counters.get(a.id)?.packets ?? null,
+          bytes: counters.get(a.id)?.bytes ?? null,
+        })),
+        ...this.balancerRules,
+      ],
       sysctls: this.sysctlsSet,
       defaults: s.defaults(this.defaults ?? LINUX_DEFAULTS),
       wallSeconds: monotonic() - started,

@@ -6,7 +6,8 @@ import type { AppEvent } from './appEvents';
  * CLOCK_MONOTONIC, with the connection it concerns when there is one. The verdict, the CLI
  * report, `--events FILE` and the editor's timeline all read this one type.
  */
-export type Source = 'app' | 'lab' | 'socket' | 'strace' | 'packet';
+/** `conntrack`: a middlebox's flow table (conntrack.ts). */
+export type Source = 'app' | 'lab' | 'socket' | 'strace' | 'packet' | 'conntrack';
 
 export interface TimelineEvent extends AppEvent {
   source: Source;

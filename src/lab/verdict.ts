@@ -37,6 +37,7 @@ export function matches(e: AppEvent, m: Match): boolean {
     const got = Array.isArray(e.revents) ? e.revents : [];
     if (!m.revents.every((r) => got.includes(r))) return false;
   }
+  if (m.where) for (const [k, v] of Object.entries(m.where)) if (e[k] !== v) return false;
   return true;
 }
 
@@ -45,6 +46,7 @@ export function describeMatch(m: Match): string {
   if (m.op) parts.push(`in ${m.op}()`);
   if (m.errno) parts.push(formatErrno(m.errno));
   if (m.revents) parts.push(m.revents.join('|'));
+  if (m.where) parts.push(Object.entries(m.where).map(([k, v]) => `${k}=${v}`).join(' '));
   if (m.nth && m.nth > 1) parts.push(`(#${m.nth})`);
   return parts.join(' ');
 }

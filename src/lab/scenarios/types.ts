@@ -1,6 +1,7 @@
 import type { FaultRule } from '../rules';
 import type { SysctlValue } from '../sysctl';
 import type { KernelTimers } from '../timers';
+import type { Topology } from '../topology';
 
 export type Section = 'connect' | 'established' | 'middlebox' | 'proxy' | 'pitfalls' | 'detection';
 
@@ -17,10 +18,10 @@ export const SECTION_TITLES: Record<Section, string> = {
  * The sample programs in samples/python/. A `supervisor` runs a client as its worker (events
  * under the worker's name) and kills it when it stays silent too long.
  */
-export type Program = 'server' | 'client' | 'proxy' | 'supervisor';
+export type Program = 'server' | 'client' | 'proxy' | 'supervisor' | 'nginx' | 'curl' | 'probes';
 
 /** Programs the runner starts and waits for until they listen; the others run to their end. */
-export const LISTENERS: ReadonlySet<Program> = new Set(['server', 'proxy']);
+export const LISTENERS: ReadonlySet<Program> = new Set(['server', 'proxy', 'nginx']);
 
 export interface ProcSpec {
   /** Role name: events from this process carry it as `proc`. */
@@ -29,6 +30,8 @@ export interface ProcSpec {
   args: readonly string[];
   /** 'begin' (default): started in order at the start; 'later': only by a `start` action. */
   start?: 'begin' | 'later';
+  /** The host it runs on, in a scenario with a topology. */
+  host?: string;
 }
 
 /** An app event, or a marker the runner writes (`lab` process: `fault`, `killed`, `started`). */
@@ -41,9 +44,12 @@ export interface Match {
   revents?: readonly string[];
   /** 1-based occurrence (default 1): counted from the start in a trigger, from the reference event in a check. */
   nth?: number;
+  /** Fields the event must carry with exactly these values (one cell of a table of probes). */
+  where?: Readonly<Record<string, string | number | boolean>>;
 }
 
-export type RuleSpec = Omit<FaultRule, 'port'> & { port?: number };
+/** A fault rule; in a scenario with a topology, `host` says whose firewall takes it. */
+export type RuleSpec = Omit<FaultRule, 'port'> & { port?: number; host?: string };
 
 export type Action =
   | { apply: RuleSpec }
@@ -154,6 +160,11 @@ export interface Scenario {
   explanation: string;
   defaults: (defaults: KernelTimers) => DefaultFigure;
   fixes: readonly Fix[];
+  /**
+   * Several hosts (network namespaces joined by bridges) instead of one namespace: every
+   * program then names its host. The scenario's sysctls are set on every host.
+   */
+  topology?: Topology;
   /** Extra addresses on `lo` inside the namespace (a non-loopback address on one host). */
   addresses?: readonly string[];
   /** Kernel state sampled during the run; each change becomes a `lab` event (`time-wait` {count}). */

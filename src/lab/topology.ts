@@ -1,0 +1,278 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { LabError } from './errors';
+import { hostExec, labEnv, type Exec } from './exec';
+import type { Logger } from './log';
+import { enterLab } from './nsEnter';
+import { firstChild, type Sandbox, type SandboxMode } from './sandbox';
+import { parseIptablesListing } from './rulesBackend';
+import { setSysctl, type SysctlValue } from './sysctl';
+
+/**
+ * Several hosts inside one lab: each host is a network namespace of its own, made inside the
+ * sandbox's user, PID and mount namespaces, and joined to the others by veth pairs plugged into
+ * a bridge per network. The bridges live in the sandbox's own network namespace, which no
+ * program uses: it is the wire.
+ *
+ * A host's namespace is held by one process, `unshare --net cat` reading a pipe this process
+ * holds: no `ip netns add` (that needs a writable /run/netns, which an unprivileged user lacks),
+ * nothing bind-mounted, and every host dies with the sandbox's PID namespace, whatever kills
+ * the lab. Everything runs in a host through nsenter into its holder, like the sandbox itself.
+ */
+
+/** A network segment: a bridge. Lab addresses come from 198.18.0.0/15 (RFC 2544). */
+export interface NetSpec {
+  name: string;
+}
+
+export interface LinkSpec {
+  net: string;
+  /** With its prefix: `198.18.0.2/24`. */
+  address: string;
+}
+
+/**
+ * An L4 load balancer on the host: a VIP with DNAT to the backends (round robin), conntrack
+ * with a short idle timeout for established flows, and what happens to a packet of a flow it
+ * has forgotten (not a SYN, so not a new flow: conntrack calls it INVALID once loose pick-up is
+ * off). `reset` answers with a RST, as an LB that tracks flows and rejects unknown ones does;
+ * `drop` discards it, as load balancers that forget silently do.
+ */
+export interface BalancerSpec {
+  vip: string;
+  port: number;
+  /** `address:port` of each server. */
+  backends: readonly string[];
+  /** Seconds without a packet after which an established flow is forgotten. */
+  idleTimeout: number;
+  forgotten: 'reset' | 'drop';
+}
+
+export interface HostSpec {
+  /** Lower-case, up to 8 characters: interface names (`<host>-<net>`) have 15 at most. */
+  name: string;
+  links: readonly LinkSpec[];
+  /** Extra addresses on the first link (a VIP). */
+  extraAddresses?: readonly string[];
+  /** The default route's next hop. */
+  gateway?: string;
+  /** Forwards between its links. */
+  router?: boolean;
+  balancer?: BalancerSpec;
+}
+
+export interface Topology {
+  nets: readonly NetSpec[];
+  hosts: readonly HostSpec[];
+}
+
+const NAME = /^[a-z][a-z0-9]{0,7}$/;
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+/** The tag of the balancer's rule for forgotten flows: its counter is a figure of the run. */
+export const FORGOTTEN_RULE = 'forgotten-flows';
+
+/** Refuses a topology the lab cannot build, naming what is wrong. */
+export function validateTopology(t: Topology): void {
+  const nets = new Set<string>();
+  for (const n of t.nets) {
+    if (!NAME.test(n.name)) throw new LabError('a network name must be 1-8 lower-case letters or digits', { field: 'net', value: n.name });
+    if (nets.has(n.name)) throw new LabError('two networks have the same name', { field: 'net', value: n.name });
+    nets.add(n.name);
+  }
+  const hosts = new Set<string>();
+  for (const h of t.hosts) {
+    if (!NAME.test(h.name)) throw new LabError('a host name must be 1-8 lower-case letters or digits', { field: 'host', value: h.name });
+    if (hosts.has(h.name)) throw new LabError('two hosts have the same name', { field: 'host', value: h.name });
+    hosts.add(h.name);
+    if (!h.links.length) throw new LabError(`host ${h.name} has no link`, { field: 'host', value: h.name });
+    for (const l of h.links) {
+      if (!nets.has(l.net)) throw new LabError(`host ${h.name} links to an unknown network`, { field: 'net', value: l.net });
+      labAddress(l.address.split('/')[0]!);
+    }
+    for (const a of [...(h.extraAddresses ?? []), ...(h.gateway ? [h.gateway] : [])]) labAddress(a.split('/')[0]!);
+    if (h.balancer) {
+      labAddress(h.balancer.vip);
+      for (const b of h.balancer.backends) labAddress(b.split(':')[0]!);
+      if (!(h.balancer.idleTimeout >= 1)) throw new LabError('a balancer idle timeout is at least 1 s', { field: 'idleTimeout', value: h.balancer.idleTimeout });
+    }
+  }
+}
+
+/** Lab hosts take addresses from 198.18.0.0/15 only, never one a real network may use. */
+function labAddress(a: string): void {
+  const m = IPV4.exec(a);
+  const ok = m && m.slice(1).every((x) => Number(x) <= 255) && m[1] === '198' && (m[2] === '18' || m[2] === '19');
+  if (!ok) throw new LabError('lab hosts take addresses from 198.18.0.0/15 only', { field: 'address', value: a });
+}
+
+/** One host of a topology: where its programs, rules and sysctls go. */
+export class LabHost {
+  readonly exec: Exec;
+  private closed = false;
+
+  constructor(
+    readonly name: string,
+    readonly mode: SandboxMode,
+    /** Host PID of the process holding this host's network namespace. */
+    readonly pid: number,
+    /** Its PID inside the sandbox's PID namespace (`ip link ... netns N` reads it there). */
+    readonly nsPid: number,
+    /** As the sandbox's: a capture inside the host drops privileges the same way. */
+    readonly mappedSubIds: boolean,
+    private readonly holder: ChildProcessByStdio<Writable, Readable, Readable>,
+    log: Logger,
+    label: string,
+  ) {
+    const run = hostExec(log, `${label}/${name}`);
+    this.exec = (argv, options) => run(this.enter(argv), options);
+  }
+
+  enter(argv: readonly string[]): string[] {
+    if (this.closed) throw new LabError(`host ${this.name} is gone`);
+    return enterLab(this, argv);
+  }
+
+  /** Ends the holder: the namespace goes once no program is left in it. */
+  dispose(): void {
+    this.closed = true;
+    this.holder.stdin.end();
+  }
+}
+
+/** The hosts of a built topology, by name. */
+export type Hosts = ReadonlyMap<string, LabHost>;
+
+/** Builds the topology inside the sandbox: bridges, hosts, veths, addresses, routes, balancers. */
+export async function buildTopology(sandbox: Sandbox, t: Topology, log: Logger, sysctls: Readonly<Record<string, SysctlValue>> = {}): Promise<Map<string, LabHost>> {
+  validateTopology(t);
+  const hosts = new Map<string, LabHost>();
+  try {
+    for (const n of t.nets) {
+      await sandbox.exec(['ip', 'link', 'add', `br-${n.name}`, 'type', 'bridge']);
+      await sandbox.exec(['ip', 'link', 'set', `br-${n.name}`, 'up']);
+    }
+    for (const spec of t.hosts) hosts.set(spec.name, await startHost(sandbox, spec.name, log));
+    for (const spec of t.hosts) {
+      const host = hosts.get(spec.name)!;
+      await host.exec(['ip', 'link', 'set', 'lo', 'up']);
+      for (const [i, link] of spec.links.entries()) {
+        const outer = `${spec.name}-${link.net}`;
+        const inner = `eth${i}`;
+        // Made in the wire namespace, the inner end moved at once into the host.
+        await sandbox.exec(['ip', 'link', 'add', outer, 'type', 'veth', 'peer', 'name', inner, 'netns', String(host.nsPid)]);
+        await sandbox.exec(['ip', 'link', 'set', outer, 'master', `br-${link.net}`, 'up']);
+        await host.exec(['ip', 'addr', 'add', link.address, 'dev', inner]);
+        if (i === 0) for (const a of spec.extraAddresses ?? []) await host.exec(['ip', 'addr', 'add', a, 'dev', inner]);
+        await host.exec(['ip', 'link', 'set', inner, 'up']);
+      }
+      if (spec.gateway) await host.exec(['ip', 'route', 'add', 'default', 'via', spec.gateway]);
+      for (const [name, value] of Object.entries(sysctls)) await setSysctl(host.exec, name, value);
+      if (spec.router || spec.balancer) await setSysctl(host.exec, 'net.ipv4.ip_forward', 1);
+      if (spec.balancer) await setUpBalancer(host, spec.balancer);
+    }
+    return hosts;
+  } catch (e) {
+    for (const h of hosts.values()) h.dispose();
+    throw e;
+  }
+}
+
+/** The argv that set up a balancer, in order (iptables; the rules tagged like the lab's own). */
+export function balancerCommands(b: BalancerSpec): string[][] {
+  const port = String(b.port);
+  const n = b.backends.length;
+  // Round robin with the nth match: the first rule takes every n-th new flow, the next every
+  // (n-1)-th of the rest, and the last takes what is left.
+  const dnat = b.backends.map((backend, i) => [
+    'iptables', '-t', 'nat', '-A', 'PREROUTING', '-d', b.vip, '-p', 'tcp', '--dport', port,
+    ...(i < n - 1 ? ['-m', 'statistic', '--mode', 'nth', '--every', String(n - i), '--packet', '0'] : []),
+    '-m', 'comment', '--comment', `tcp-lab:vip-${i + 1}`,
+    '-j', 'DNAT', '--to-destination', backend,
+  ]);
+  return [
+    ...dnat,
+    // A packet of a forgotten flow reaches INPUT with the VIP as its destination: no NAT entry
+    // maps it to a server any more.
+    ['iptables', '-A', 'INPUT', '-d', b.vip, '-p', 'tcp', '--dport', port, '-m', 'conntrack', '--ctstate', 'INVALID',
+      '-m', 'comment', '--comment', `tcp-lab:${FORGOTTEN_RULE}`,
+      ...(b.forgotten === 'reset' ? ['-j', 'REJECT', '--reject-with', 'tcp-reset'] : ['-j', 'DROP'])],
+  ];
+}
+
+/** The balancer's sysctls: its idle timeout, and no pick-up of a flow seen mid-stream. */
+export function balancerSysctls(b: BalancerSpec): Record<string, SysctlValue> {
+  return {
+    'net.netfilter.nf_conntrack_tcp_timeout_established': b.idleTimeout,
+    // With loose pick-up (the default) conntrack would adopt a mid-stream packet of a
+    // forgotten flow as a new flow; real balancers do not.
+    'net.netfilter.nf_conntrack_tcp_loose': 0,
+  };
+}
+
+/** A balancer rule as the result lists it: what it does, and how many packets it took. */
+export interface BalancerRule {
+  id: string;
+  command: string;
+  packets: number | null;
+  bytes: number | null;
+}
+
+/** The balancer's rules with their kernel counters: flows sent to each server, packets of forgotten flows. */
+export async function balancerCounters(host: LabHost, b: BalancerSpec): Promise<BalancerRule[]> {
+  const listed = [
+    ...parseIptablesListing((await host.exec(['iptables', '-t', 'nat', '-L', 'PREROUTING', '-v', '-x', '-n'])).stdout),
+    ...parseIptablesListing((await host.exec(['iptables', '-L', 'INPUT', '-v', '-x', '-n'])).stdout),
+  ];
+  return balancerCommands(b).map((argv) => {
+    const id = argv[argv.indexOf('--comment') + 1]!.replace(/^tcp-lab:/, '');
+    const found = listed.find((r) => r.id === id);
+    const shown = argv.filter((_, i) => !(argv[i] === '-m' && argv[i + 1] === 'comment') && !(argv[i - 1] === '-m' && argv[i] === 'comment') && argv[i] !== '--comment' && argv[i - 1] !== '--comment');
+    return { id, command: `${host.name}: ${shown.join(' ')}`, packets: found?.packets ?? null, bytes: found?.bytes ?? null };
+  });
+}
+
+async function setUpBalancer(host: LabHost, b: BalancerSpec): Promise<void> {
+  // The rules first: the conntrack match loads conntrack in this namespace if it is not yet.
+  for (const argv of balancerCommands(b)) await host.exec(argv);
+  for (const [name, value] of Object.entries(balancerSysctls(b))) {
+    try {
+      await setSysctl(host.exec, name, value);
+    } catch (e) {
+      throw new LabError(`cannot set ${name} on host ${host.name}: ${e instanceof Error ? e.message : e}`, {
+        hint: 'conntrack is not loaded on this machine: modprobe nf_conntrack (as root), then try again',
+      });
+    }
+  }
+}
+
+/** Starts the process that holds a host's network namespace, and waits until it is in it. */
+async function startHost(sandbox: Sandbox, name: string, log: Logger): Promise<LabHost> {
+  const argv = sandbox.enter(['unshare', '--net', 'cat']);
+  log.command(argv, `${sandbox.label}/${name}`);
+  const holder = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: labEnv() });
+  let stderr = '';
+  holder.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  holder.stdin.on('error', () => { /* the exit handler says why */ });
+  await new Promise<void>((resolve, reject) => {
+    holder.once('error', reject);
+    holder.once('exit', (code) => reject(new LabError(`host ${name} could not start (exit ${code}): ${stderr.trim() || 'no message'}`)));
+    holder.stdout.once('data', () => resolve());
+    holder.stdin.write('ready\n');
+  });
+  holder.removeAllListeners('exit');
+  holder.stdout.resume();
+  // nsenter forks once (to enter the PID namespace); unshare then execs cat in that child.
+  const pid = firstChild(holder.pid!);
+  if (pid === undefined) throw new LabError(`cannot find host ${name}'s process under nsenter (pid ${holder.pid})`);
+  return new LabHost(name, sandbox.mode, pid, innermostPid(pid), sandbox.mappedSubIds, holder, log, sandbox.label);
+}
+
+/** A process's PID in the innermost PID namespace it belongs to (the last NSpid field). */
+function innermostPid(pid: number): number {
+  const line = /^NSpid:\s+(.+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  const last = Number(line?.trim().split(/\s+/).at(-1));
+  if (!Number.isInteger(last) || last < 1) throw new LabError(`cannot read the namespace pid of ${pid}`);
+  return last;
+}
