@@ -208,3 +208,37 @@ test('as the unprivileged user: the lab target enters the user namespace, and a 
   assert.match(got.own, new RegExp(`^LISTEN .*127\\.0\\.0\\.1:${got.port} `, 'm'), `its own listener, found without privilege:\n${got.own}`);
   t.diagnostic(`lab target as ${TEST_USER} (rootless): readSockets median ${median(got.took).toFixed(1)} ms, max ${Math.max(...got.took).toFixed(1)} ms`);
 });
+
+test('a lab of several hosts: one ss per host, each block headed by its host, both legs of the relay', async () => {
+  const { runScenario } = await import('../src/lab/runner');
+  const { findScenario } = await import('../src/lab/scenarios');
+  let reading: SocketReading | undefined;
+  let failure: unknown;
+  // The relay scenario, with its kill held back: the sockets are read while all four are up.
+  const base = findScenario('relay-host-kill');
+  const scenario = { ...base, triggers: [{ on: { proc: 'client', type: 'received' }, do: [] }], deadline: 3 };
+  await runScenario(scenario, {
+    log: silentLogger,
+    capture: 'off',
+    onLive: (live) => {
+      // Read once the client has its reply: the sockets of both legs exist by then.
+      const poll = async () => {
+        for (let i = 0; i < 40 && !reading; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          const r = await readSockets({ kind: 'lab', lab: live }, { log: silentLogger });
+          if (r.rows.filter((s) => s.state === 'ESTAB').length === 4) reading = r;
+        }
+      };
+      poll().catch((e) => { failure = e; });
+    },
+  });
+  if (failure) throw failure;
+  assert.ok(reading, 'four established sockets seen across the hosts');
+  assert.deepEqual(reading.raw.split('\n').filter((l) => l.startsWith('# host ')), ['# host client', '# host relay', '# host server'], reading.raw);
+  const block = (name: string) => reading!.raw.split('# host ').find((b) => b.startsWith(name))!;
+  assert.match(block('client'), /^ESTAB .* 198\.18\.0\.2:\d+ +198\.18\.0\.1:7001 /m);
+  assert.match(block('relay'), /^ESTAB .* 198\.18\.0\.1:7001 +198\.18\.0\.2:\d+ /m, 'the client leg, at the relay');
+  assert.match(block('relay'), /^ESTAB .* 198\.18\.1\.1:\d+ +198\.18\.1\.2:7000 /m, 'the server leg, at the relay');
+  assert.match(block('server'), /^ESTAB .* 198\.18\.1\.2:7000 +198\.18\.1\.1:\d+ /m);
+  assert.match(reading.where, /3 hosts \(client, relay, server/);
+});

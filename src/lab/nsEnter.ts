@@ -6,6 +6,8 @@ export interface LabHandle {
   mode: SandboxMode;
   /** Host PID of the namespace's init. */
   pid: number;
+  /** A lab of several hosts: each host's name and the host PID holding its network namespace. */
+  hosts?: readonly { name: string; pid: number }[];
 }
 
 /**

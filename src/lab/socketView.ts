@@ -81,9 +81,34 @@ export async function readSockets(target: SocketViewTarget, options: ReadSockets
     default:
       throw new LabError('unknown target', { field: 'target', value: target satisfies never });
   }
+  if (target.kind === 'lab' && target.lab.hosts?.length) return readHosts(target.lab, exec, options, t0);
   const out = await exec(argv, { timeoutMs: options.timeoutMs ?? 5000 });
   const { raw, rows } = pick ? pick(out.stdout) : { raw: out.stdout, rows: parseSs(out.stdout).sockets };
   return { raw, rows, tookMs: (monotonic() - t0) * 1000, argv, where, warnings: distinctLines(out.stderr) };
+}
+
+/**
+ * A lab of several hosts: ss in each host's namespace, one after the other, each block headed
+ * by the host's name as `ip netns exec NAME ss` would be run by hand.
+ */
+async function readHosts(lab: LabHandle, exec: Exec, options: ReadSocketsOptions, t0: number): Promise<SocketReading> {
+  const blocks: string[] = [];
+  const rows: SsSocket[] = [];
+  const warnings: string[] = [];
+  let first: string[] | undefined;
+  for (const host of lab.hosts ?? []) {
+    const argv = enterLab({ mode: lab.mode, pid: host.pid }, ['ss', SS_FLAGS]);
+    first ??= argv;
+    const out = await exec(argv, { timeoutMs: options.timeoutMs ?? 5000 });
+    blocks.push(`# host ${host.name}\n${out.stdout.trimEnd()}`);
+    rows.push(...parseSs(out.stdout).sockets);
+    if (out.stderr.trim()) warnings.push(out.stderr);
+  }
+  const names = (lab.hosts ?? []).map((h) => h.name).join(', ');
+  return {
+    raw: `${blocks.join('\n\n')}\n`, rows, tookMs: (monotonic() - t0) * 1000, argv: first ?? [],
+    where: `inside the lab's ${lab.hosts?.length} hosts (${names}; ${lab.mode}), one ss per host`, warnings: distinctLines(warnings.join('\n')),
+  };
 }
 
 /** An argv as a person would paste it into a terminal. */

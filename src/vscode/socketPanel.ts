@@ -134,7 +134,7 @@ class SocketPanel {
   /** The running lab's namespace; a finished session's has gone with it. */
   private lab(): LabHandle | undefined {
     const s = this.ctx.session;
-    return s && s.state !== 'done' && s.live ? { mode: s.live.mode, pid: s.live.pid } : undefined;
+    return s && s.state !== 'done' && s.live ? { mode: s.live.mode, pid: s.live.pid, ...(s.live.hosts?.length ? { hosts: s.live.hosts } : {}) } : undefined;
   }
 
   private schedule(delay: number): void {
