@@ -10,8 +10,9 @@ import { ensureTestUser, isRoot, leftovers, settledLeftovers, spawnCli } from '.
 async function killMidRun(as: 'self' | 'user'): Promise<string[]> {
   assert.deepEqual(leftovers(), [], 'the machine is clean before the test');
   // Long scenarios, several at once: all of them hold namespaces, rules and programs; the
-  // supervisor's worker is a grandchild of the namespace's init, blocked in connect().
-  const child = spawnCli(['run', 'half-open-idle', 'drop-with-traffic', 'keepalive-detects', 'write-timeout-buffer-full', 'connect-no-timeout', '--jobs', '5'], as);
+  // supervisor's worker is a grandchild of the namespace's init, blocked in connect(); one
+  // holds a topology (hosts, bridges, veths, a balancer's NAT rules).
+  const child = spawnCli(['run', 'half-open-idle', 'drop-with-traffic', 'keepalive-detects', 'write-timeout-buffer-full', 'connect-no-timeout', 'l4-idle-silent-drop', '--jobs', '6'], as);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   // Wait until the runs are well under way: the programs exist inside the namespaces.

@@ -120,6 +120,7 @@ class Client:
         self.sock = None
         self.requests_done = 0  # numbers `response` events, over the whole run
         self.keep_alive = None  # (timeout=N of the last reply, when it ended): --pool
+        self.evicted = False  # --pool closed the run's connection; the next request reconnects
         self.connections_made = 0  # numbers the `connections` step's connections
 
     # ---- reporting helpers ------------------------------------------------
@@ -190,6 +191,7 @@ class Client:
         self.tx = self.rx = 0
         self.inbuf = b""  # received bytes not yet consumed by a request
         self.keep_alive = None
+        self.evicted = False
         self.sock = None
         self.sock = self.new_socket()
 
@@ -375,30 +377,71 @@ class Client:
                 return
             done += 1
             if count is None or done < count:
-                time.sleep(interval)
+                self.pool_sleep(interval)
 
-    def pool_check(self):
-        """--pool honour, before a request on the run's connection: if it has
-        been idle (since its last reply ended) at least the Keep-Alive
-        timeout=N of that reply minus --pool-margin, close it and connect a
-        new one, as HTTP pools that read the hint do (undici, Node's Agent).
-        Nothing tells a pool about a middlebox in front of the server that
-        forgets idle flows: the hint only protects it if N is below that
-        middlebox's idle timeout."""
+    # ---- --pool honour: the run's connection idle between requests ---------
+    #
+    # Like HTTP pools that read the hint (Node's http.Agent sets the socket's
+    # timeout to N minus its buffer; undici arms a timer), the connection is
+    # closed the moment it has been idle for the last reply's Keep-Alive
+    # timeout=N minus --pool-margin, not when the next request wants it. The
+    # difference shows behind a middlebox that forgets idle flows after
+    # T > N s: closed early, our FIN crosses it while it still knows the flow
+    # and the server sees the close; closed late, the FIN (or the request)
+    # reaches a middlebox that forgot the flow and gets a RST, and the server
+    # keeps a half-open connection. Nothing tells a pool about the middlebox:
+    # the hint only protects it if N is below that middlebox's idle timeout.
+    #
+    # The connection sits idle in the pool during `sleep`, `idle` and the
+    # interval of `requests`, where the wait is cut at the limit (pool_sleep,
+    # step_idle). Elsewhere (busy in `connections`, say) the limit is checked
+    # when the next request starts (pool_check).
+
+    def pool_deadline(self):
+        """(when the run's connection reaches the idle limit, on the now()
+        clock, the limit, N); None when the pool does not limit it: --pool
+        ignore, no reply yet, a reply without Keep-Alive: timeout=N, or no
+        open connection."""
         if self.args.pool != "honour" or self.keep_alive is None:
-            return
+            return None
         timeout, reply_end = self.keep_alive
         if timeout is None or self.sock is None or self.sock.fileno() < 0:
-            return
-        idle, limit = now() - reply_end, timeout - self.args.pool_margin
-        if idle < limit:
-            return
+            return None
+        limit = timeout - self.args.pool_margin
+        return reply_end + limit, limit, timeout
+
+    def pool_evict(self, limit, timeout):
+        """Close the idle connection: pool-evict, then closed (unless it was
+        over already). The next request connects anew."""
+        idle = now() - self.keep_alive[1]
         self.ev.emit("pool-evict", idle=round(idle, 6), limit=round(limit, 6), timeout=timeout)
         live = lab.is_live(self.sock)
         how = lab.close_how(self.sock, self.args.linger == 0)
         self.sock.close()
         if live:  # a connection already reset or timed out sends nothing
             self.ev.emit("closed", how=how)
+        self.keep_alive, self.evicted = None, True
+
+    def pool_sleep(self, secs):
+        """Sleep secs seconds; if the idle limit falls inside, evict the
+        connection right then and sleep the rest."""
+        end = now() + secs
+        pooled = self.pool_deadline()
+        if pooled is not None and pooled[0] < end:
+            time.sleep(max(0.0, pooled[0] - now()))
+            self.pool_evict(*pooled[1:])
+        time.sleep(max(0.0, end - now()))
+
+    def pool_check(self):
+        """Before a request on the run's connection: connect anew if the pool
+        closed it; if it has passed its idle limit unnoticed (the program was
+        busy elsewhere), evict it now (pool-evict with idle > limit) and
+        connect anew."""
+        if not self.evicted:
+            pooled = self.pool_deadline()
+            if pooled is None or now() < pooled[0]:
+                return
+            self.pool_evict(*pooled[1:])
         self.open_socket()
         self.step_connect()
 
@@ -452,14 +495,23 @@ class Client:
         self.ev.emit("closed", how=how, n=n)
 
     def step_sleep(self, secs):
-        time.sleep(secs)
+        self.pool_sleep(secs)
 
     def step_idle(self):
         # A blocking recv() on a silent connection waits forever unless
         # something ends it: keepalive, TCP_USER_TIMEOUT, SO_RCVTIMEO or a
         # packet from the peer. This is the half-open connection test.
-        while self.recv_once() is not None:
-            pass
+        # With --pool honour the pool may hold the connection: wait in poll()
+        # until the idle limit, then evict it and end the step.
+        if self.evicted:
+            return  # the pool closed it already: nothing left to wait on
+        while True:
+            pooled = self.pool_deadline()
+            if pooled is not None and not self.wait_readable(max(0.0, pooled[0] - now())):
+                self.pool_evict(*pooled[1:])
+                return
+            if self.recv_once() is None:
+                return
 
     def step_poll(self):
         if self.sock.fileno() < 0:
@@ -545,6 +597,8 @@ class Client:
             stop.set()
 
     def step_close(self):
+        if self.evicted:
+            return  # the pool closed it already (its `closed` was emitted then)
         how = lab.close_how(self.sock, self.args.linger == 0)
         self.sock.close()
         self.ev.emit("closed", how=how)
@@ -635,9 +689,10 @@ exit code: 0 all steps done, 1 a step failed, 2 bad usage, 128+N on signal N."""
                         "the header and Content-Length bytes of body (--mode http). "
                         "Default echo")
     p.add_argument("--pool", choices=["ignore", "honour"], default="ignore",
-                   help="http: honour makes request steps reconnect first when the "
-                        "connection has been idle for the last reply's Keep-Alive "
-                        "timeout=N minus --pool-margin (pool-evict event); default ignore")
+                   help="http: honour closes the connection once it has been idle for "
+                        "the last reply's Keep-Alive timeout=N minus --pool-margin "
+                        "(pool-evict event, during sleep/idle/requests waits), and the "
+                        "next request connects anew; default ignore")
     p.add_argument("--pool-margin", type=lab.ranged(float, 0), metavar="S",
                    help="with --pool honour: seconds taken off the server's timeout=N "
                         "(default 1, the figure Node's http.Agent subtracts; undici "

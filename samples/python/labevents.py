@@ -94,7 +94,7 @@ _DESCRIBE = {
     "response": _response,
     "pool-evict": lambda e: (f"idle {_fmt_seconds(e['idle'])} >= {_fmt_seconds(e['limit'])} "
                              f"(Keep-Alive timeout={e['timeout']} minus the margin): "
-                             "closing it, connecting anew"),
+                             "closing it; the next request connects anew"),
     "probe": _probe,
     "done": lambda e: (f"{e['cells']} cells in {_fmt_seconds(e['took'])}: {e['ok']} ok, "
                        f"{e['failed']} failed ({e['setup_failed']} before the sleep)"),

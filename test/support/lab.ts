@@ -2,6 +2,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { chmodSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { CATALOG } from '../../src/lab/scenarios';
 
 export const ROOT = resolve(__dirname, '..', '..');
 export const isRoot = process.getuid?.() === 0;
@@ -80,6 +81,12 @@ export function runCli(args: readonly string[], as: 'self' | 'user' = 'self'): P
   });
 }
 
+/** Every bridge and veth name the catalog's topologies make. */
+const LAB_LINKS = new Set(CATALOG.flatMap((s) => !s.topology ? [] : [
+  ...s.topology.nets.map((n) => `br-${n.name}`),
+  ...s.topology.hosts.flatMap((h) => h.links.map((l) => `${h.name}-${l.net}`)),
+]));
+
 /**
  * What a lab run could leave on this machine: processes (the namespace's init, nsenter, the
  * samples), named network namespaces, host firewall lines that mention the lab, run folders.
@@ -93,6 +100,12 @@ export function leftovers(): string[] {
   }
   const netns = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.trim();
   if (netns) found.push(`ip netns: ${netns}`);
+  // The topologies' bridges and veths live in the labs' own namespaces: on the host, never.
+  const links = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout;
+  for (const l of links.split('\n')) {
+    const name = /^\d+: ([^:@]+)/.exec(l)?.[1];
+    if (name && LAB_LINKS.has(name)) found.push(`link: ${l.trim().slice(0, 120)}`);
+  }
   if (isRoot) {
     const rules = `${spawnSync('iptables', ['-S'], { encoding: 'utf8' }).stdout}\n${spawnSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).stdout}`;
     for (const l of rules.split('\n')) if (/tcp-?lab/i.test(l)) found.push(`host rule: ${l.trim()}`);

@@ -1,6 +1,6 @@
 import { dataTimeout, humanDuration, type KernelTimers } from '../timers';
 import type { BalancerSpec, Topology } from '../topology';
-import { around, on, PORT } from './common';
+import { AT_ONCE, around, on, PORT, PROXY_PORT } from './common';
 import type { Check, Match, ProcSpec, Scenario } from './types';
 
 /**
@@ -19,6 +19,8 @@ export const IDLE_TIMEOUT = 3;
 const SLEEP = 5;
 /** The HTTP keep-alive the servers advertise: shorter than the balancer's idle timeout. */
 const KEEP_ALIVE_HEADER = 2;
+/** When the pool closes an idle connection: the advertised timeout less the pool's 1 s margin (Node's agent takes 1 s off too). */
+const POOL_LIMIT = KEEP_ALIVE_HEADER - 1;
 
 function topology(forgotten: BalancerSpec['forgotten']): Topology {
   return {
@@ -98,6 +100,16 @@ function matrixChecks(): Check[] {
   return checks;
 }
 
+/** client -- front -- relay -- back -- server: a forwarding proxy on a host of its own. */
+const RELAY: Topology = {
+  nets: [{ name: 'front' }, { name: 'back' }],
+  hosts: [
+    { name: 'client', links: [{ net: 'front', address: '198.18.0.2/24' }] },
+    { name: 'relay', links: [{ net: 'front', address: '198.18.0.1/24' }, { net: 'back', address: '198.18.1.1/24' }] },
+    { name: 'server', links: [{ net: 'back', address: '198.18.1.2/24' }] },
+  ],
+};
+
 export const middleboxScenarios: readonly Scenario[] = [
   {
     id: 'l4-idle-reset',
@@ -162,12 +174,14 @@ export const middleboxScenarios: readonly Scenario[] = [
     topology: topology('reset'),
     procs: [...servers(), pooled('client', VIP, VIP_PORT, '--pool', 'honour')],
     expect: [
-      { match: on.client('pool-evict'), from: first('client'), within: afterSleep, says: 'the pool closes the connection it was told not to keep' },
+      { match: on.client('pool-evict'), from: first('client'), within: [POOL_LIMIT - 0.05, POOL_LIMIT + 0.5], says: `the pool closes the connection once idle ${POOL_LIMIT} s (timeout=${KEEP_ALIVE_HEADER} less its 1 s margin)` },
+      { match: { proc: 'server1', type: 'eof' }, from: first('client'), within: [POOL_LIMIT - 0.05, POOL_LIMIT + 0.6], says: 'the server sees that close: the FIN crossed a balancer that still knew the flow' },
       { match: on.client('response', { nth: 2 }), from: first('client'), within: afterSleep, primary: true, says: 'the request goes out on a new connection and works' },
     ],
     deadline: 12,
     explanation:
-      `The server's Keep-Alive header says how long it will keep an idle connection; a pool that reads it closes the connection once idle that long and opens a new one for the next request. ` +
+      `The server's Keep-Alive header says how long it will keep an idle connection; a pool that reads it closes the connection once idle that long (less a safety margin) and opens a new one for the next request. ` +
+      'It closes it on a timer, not at the next request: the FIN then crosses a balancer that still knows the flow and reaches the server, which frees its end too. ' +
       `Set below the balancer's idle timeout, the pool never reuses a connection the balancer may have forgotten. l4-idle-reset runs the same servers with a pool that ignores the header (as many clients' defaults do): reset.`,
     defaults: seedFigure('never fails while the advertised keep-alive is below every idle timeout on the path'),
     fixes: [timeoutFixes[1]!],
@@ -193,5 +207,28 @@ export const middleboxScenarios: readonly Scenario[] = [
       `Times are the seed's scaled by ${MATRIX_IDLE}/${SEED_IDLE}, except the two beside the timeout (1790 s and 1805 s), kept half a second either side of it.`,
     defaults: seedFigure('the seed\'s run: 3605 s for the longest sleep, about an hour'),
     fixes: timeoutFixes,
+  },
+  {
+    id: 'relay-host-kill',
+    title: 'A forwarding proxy on its own host is killed: each end sees only its own leg close',
+    section: 'middlebox',
+    summary: 'client -> relay host (a byte-forwarding proxy like rinetd) -> server host, echo requests; the proxy process is killed with SIGKILL mid-connection.',
+    topology: RELAY,
+    procs: [
+      { name: 'server', program: 'server', host: 'server', args: ['--host', '0.0.0.0', '--port', String(PORT), '--mode', 'echo'] },
+      { name: 'proxy', program: 'proxy', host: 'relay', args: ['--listen-host', '198.18.0.1', '--listen-port', String(PROXY_PORT), '--target', `198.18.1.2:${PORT}`] },
+      { name: 'client', program: 'client', host: 'client', args: ['--host', '198.18.0.1', '--port', String(PROXY_PORT), '--steps', 'connect,request,idle'] },
+    ],
+    triggers: [{ on: on.client('received'), delay: 0.3, do: [{ kill: 'proxy', signal: 'SIGKILL' }] }],
+    expect: [
+      { match: on.client('eof'), from: on.lab('killed'), within: AT_ONCE, primary: true, says: 'the client leg closed with a FIN from the relay host' },
+      { match: on.server('eof'), from: on.lab('killed'), within: AT_ONCE, says: 'the server leg closed too, on another wire' },
+    ],
+    deadline: 6,
+    explanation:
+      'The relay holds two connections per client, one on each network: 198.18.0.2 to the relay, the relay\'s 198.18.1.1 to the server. When the process dies, the relay host\'s kernel closes both with a FIN; the client and the server each see their own leg end, at their own host, and neither learns anything about the other. ' +
+      'The sockets view shows the four sockets on three hosts: the client\'s, the relay\'s two, the server\'s. Had the relay host lost power instead, no FIN would come: both legs would stay open until keepalive or a timeout (see half-open-idle).',
+    defaults: () => ({ seconds: 0, how: 'immediate' }),
+    fixes: [{ setting: 'clients: reconnect on EOF; servers: an idle timeout or keepalive', why: 'each side only learns of the relay through its own leg' }],
   },
 ];
