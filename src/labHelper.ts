@@ -77,7 +77,7 @@ function startRun(runId: string, scenario: Scenario, options: HelperRunOptions):
     onProgress: (progress) => send({ type: 'progress', runId, progress }),
     onLive: (live) => {
       run.live = live;
-      send({ type: 'live', runId, mode: live.mode, pid: live.pid });
+      send({ type: 'live', runId, mode: live.mode, pid: live.pid, ...(live.hosts?.length ? { hosts: live.hosts } : {}) });
     },
     onProcess: (p) => {
       const proc = nextProc++;

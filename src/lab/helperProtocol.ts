@@ -86,7 +86,7 @@ export type FromHelper =
   | { type: 'exit'; runId: string; proc: number; code: number; signal: number }
   | { type: 'event'; runId: string; event: TimelineEvent }
   | { type: 'progress'; runId: string; progress: Progress }
-  | { type: 'live'; runId: string; mode: SandboxMode; pid: number }
+  | { type: 'live'; runId: string; mode: SandboxMode; pid: number; hosts?: { name: string; pid: number }[] }
   | { type: 'counters'; runId: string; seq: number; counters: Counters }
   | { type: 'performed'; runId: string; seq: number; error?: ErrorBody }
   | { type: 'result'; runId: string; result: ScenarioResult }

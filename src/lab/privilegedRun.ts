@@ -70,6 +70,7 @@ export class PrivilegedRun {
         this.live = {
           mode: m.mode,
           pid: m.pid,
+          ...(m.hosts ? { hosts: m.hosts } : {}),
           counters: async () => {
             const r = await this.request({ type: 'counters', runId: this.id });
             return new Map(r?.type === 'counters' ? r.counters : []);

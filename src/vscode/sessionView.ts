@@ -109,6 +109,7 @@ function childKeys(s: LabSession, parent: string | undefined): string[] {
   if (parent === undefined) {
     const keys = ['header'];
     if (s.live) keys.push('namespace');
+    if (s.live?.hosts?.length) keys.push('group:hosts');
     if (s.state !== 'done') keys.push(s.scenario.openEnded ? 'manual' : 'waiting');
     if (s.result && !s.scenario.openEnded) keys.push('group:verdict');
     keys.push('group:processes');
@@ -118,6 +119,7 @@ function childKeys(s: LabSession, parent: string | undefined): string[] {
   }
   switch (parent) {
     case 'group:processes': return [...s.processes.keys()].map((n) => `proc:${n}`);
+    case 'group:hosts': return (s.live?.hosts ?? []).map((h) => `host:${h.name}`);
     case 'group:rules': return [...s.rules.keys()].map((id) => `rule:${id}`);
     case 'group:timers': return [...s.sysctls.keys()].map((n) => `sysctl:${n}`);
     case 'group:verdict': {
@@ -146,6 +148,14 @@ function row(s: LabSession, key: string): Row {
     case 'namespace':
       return { label: 'namespace', description: `${s.live!.mode}, init pid ${s.live!.pid}${s.state === 'done' ? ' (gone)' : ''}`, icon: 'vm',
         tooltip: `nsenter --target ${s.live!.pid} --net ss -tanoie` };
+    case 'host': {
+      // A host of the topology: its own network namespace, held by one process.
+      const h = s.live!.hosts!.find((x) => x.name === name)!;
+      const programs = s.scenario.procs.filter((p) => p.host === name).map((p) => p.name);
+      const user = s.live!.mode === 'rootless' ? ' --user --preserve-credentials' : '';
+      return { label: name, description: `${programs.length ? `${programs.join(', ')}; ` : ''}netns held by pid ${h.pid}${s.state === 'done' ? ' (gone)' : ''}`, icon: 'server',
+        tooltip: `nsenter --target ${h.pid}${user} --net ss -tanoie` };
+    }
     case 'manual':
       return { label: 'manual', description: 'apply a fault from this view\'s title, lift it from its row; Stop ends the lab', icon: 'tools' };
     case 'waiting':
