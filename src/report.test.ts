@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ScenarioResult } from './lab/runner';
-import { formatFigures, formatMatrices, formatSeries, headline } from './report';
+import { formatFigures, formatMatrices, formatProbeTable, formatProbeTimeline, formatSeries, headline } from './report';
 
 test('a TIME-WAIT series draws as a rising curve with its peak and when', () => {
   const line = formatSeries([[0.1, 0], [0.3, 4], [0.5, 10]], 1.0, 10);
@@ -51,4 +51,43 @@ test('a notification line names the errno with its number, when, and what was ex
   assert.equal(headline(none), 'FAIL connect-timeout-drop-syn: nothing happened, expected ETIMEDOUT (110) in 2.91-3.54 s');
   const broken = { ...r, verdict: 'fail', error: 'unshare: user namespaces are off\n  hint' } as unknown as ScenarioResult;
   assert.equal(headline(broken), 'FAIL connect-timeout-drop-syn: unshare: user namespaces are off');
+});
+/** Probe cells as probes.py reports them: connected, then one probe event after the second request. */
+function cell(target: string, keepalive: boolean, sleep: number, ok: boolean, port: number) {
+  const peer = target === 'vip' ? '198.18.0.10:80' : '198.18.1.2:7000';
+  const base = { proc: 'probes', target, keepalive, sleep };
+  return [
+    { ...base, t: 100, type: 'connected', local: `198.18.0.2:${port}`, peer },
+    { ...base, t: 100.05 + sleep, type: 'probe', ok, idle: sleep, took: 0.001, ...(ok ? {} : { name: 'ECONNRESET' }) },
+  ];
+}
+
+const events = [
+  ...cell('vip', false, 0, true, 40000),
+  ...cell('vip', false, 2, true, 40001),
+  ...cell('vip', false, 6, false, 40002),
+  ...cell('direct', false, 6, true, 40003),
+  ...cell('vip', true, 6, true, 40004),
+  // The balancer forgot the VIP flow idle 6 s at 4 s into its idle time (timeout 4 s).
+  { t: 104.05, proc: 'lb', type: 'flow-gone', flow: '198.18.0.2:40002>198.18.0.10:80', why: 'timed out in ESTABLISHED' },
+];
+
+test('the probes table: a row per idle time, a column per target and keepalive, the errno where it failed', () => {
+  const lines = formatProbeTable(events);
+  assert.equal(lines[0], 'idle (s)  vip ka off    vip ka on     direct ka off');
+  assert.match(lines.find((l) => l.trim().startsWith('6 '))!, /^ +6 +ECONNRESET +ok +ok$/);
+  assert.match(lines.find((l) => l.trim().startsWith('2 '))!, /^ +2 +ok +- +-$/, 'a cell not run is a dash');
+  assert.deepEqual(formatProbeTable([{ proc: 'client', type: 'response' }]), [], 'no probes, no table');
+});
+
+test('the probes timeline: idle bar, the balancer forgetting the flow, then the outcome', () => {
+  const lines = formatProbeTimeline(events, 61);
+  const failed = lines.find((l) => l.startsWith('vip ka off 6 s'))!;
+  const bar = failed.slice(22);
+  // 6.001 s over a 6.0 s span at 61 columns: the flow is forgotten 4 s in, the reset at the end.
+  assert.equal(bar.indexOf('×'), 40, failed);
+  assert.equal(bar.indexOf('✗'), 60, failed);
+  assert.match(failed, /✗ ECONNRESET$/);
+  assert.ok(!lines.find((l) => l.startsWith('vip ka on 6 s'))!.includes('×'), 'keepalive: never forgotten');
+  assert.ok(!lines.some((l) => l.startsWith('vip ka off 0 s')), 'a cell that never idled has no bar');
 });

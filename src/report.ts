@@ -29,6 +29,7 @@ export function formatResult(r: ScenarioResult, options: { explain?: boolean; co
   }
   if (r.figures.length) lines.push(`     figures   ${formatFigures(r.figures)}`);
   for (const line of formatProbeTable(r.events)) lines.push(`     ${line}`);
+  if (options.explain) for (const line of formatProbeTimeline(r.events)) lines.push(`     ${line}`);
   for (const [name, points] of Object.entries(r.series)) lines.push(`     ${name.padEnd(9)} ${formatSeries(points, r.wallSeconds)}`);
   for (const a of r.applied) lines.push(`     applied   ${a.command}${a.packets === null ? '' : `   (${a.packets} packets matched)`}`);
   const sysctls = Object.entries(r.sysctls);
@@ -151,5 +152,40 @@ export function formatProbeTable(events: readonly { proc: string; type: string; 
   const width = Math.max(...columns.map((c) => c.length), 11);
   const out = [`idle (s)  ${columns.map((c) => c.padEnd(width)).join(' ')}`.trimEnd()];
   for (const s of sleeps) out.push(`${String(s).padStart(8)}  ${columns.map((c) => (cell.get(`${s}|${c}`) ?? '-').padEnd(width)).join(' ')}`.trimEnd());
+  return out;
+}
+
+type Ev = { t: number; proc: string; type: string; [k: string]: unknown };
+
+/**
+ * The probes on a time axis, one line per cell that idled (`l4-sleep-matrix`): `━` while the
+ * connection sat idle (from its first reply to its second request), `×` where the balancer's
+ * flow table forgot it (its conntrack entry timed out), then `✓` or `✗` for the second request.
+ * Everything is measured: the reply, the table's entry going, the outcome.
+ */
+export function formatProbeTimeline(events: readonly Ev[], width = 48): string[] {
+  const probes = events.filter((e) => e.proc === 'probes' && e.type === 'probe' && typeof e.idle === 'number' && (e.sleep as number) > 0);
+  if (!probes.length) return [];
+  const cellKey = (e: Ev) => `${e.target}|${e.keepalive}|${e.sleep}`;
+  const local = new Map(events.filter((e) => e.proc === 'probes' && e.type === 'connected').map((e) => [cellKey(e), `${e.local}>${e.peer}`]));
+  const forgotten = new Map(events.filter((e) => e.type === 'flow-gone' && String(e.why ?? '').startsWith('timed out')).map((e) => [String(e.flow), e.t]));
+  const rows = probes.map((e) => {
+    const end = e.t;
+    const start = end - (e.idle as number) - ((e.took as number | null) ?? 0);
+    return { e, start, end, gone: forgotten.get(local.get(cellKey(e)) ?? '') };
+  });
+  const t0 = Math.min(...rows.map((r) => r.start));
+  const span = Math.max(...rows.map((r) => r.end)) - t0 || 1;
+  const col = (t: number) => Math.min(width - 1, Math.max(0, Math.round(((t - t0) / span) * (width - 1))));
+  const group = (e: Ev) => `${e.target === 'vip' ? 0 : 1}${String(e.target)}${e.keepalive ? 1 : 0}`;
+  const out = [`timeline  idle from the first reply (━), forgotten by the balancer (×), second request ok (✓) or not (✗), over ${span.toFixed(1)} s`];
+  for (const r of rows.sort((a, b) => group(a.e).localeCompare(group(b.e)) || (a.e.sleep as number) - (b.e.sleep as number))) {
+    const line = Array.from({ length: width }, () => ' ');
+    for (let c = col(r.start); c < col(r.end); c++) line[c] = '━';
+    if (r.gone !== undefined && r.gone <= r.end) line[col(r.gone)] = '×';
+    line[col(r.end)] = r.e.ok ? '✓' : '✗';
+    const label = `${r.e.target} ka ${r.e.keepalive ? 'on' : 'off'} ${r.e.sleep} s`;
+    out.push(`${label.padEnd(22)}${line.join('').trimEnd()}${r.e.ok ? '' : ` ${String(r.e.name ?? 'failed')}`}`);
+  }
   return out;
 }
