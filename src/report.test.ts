@@ -52,6 +52,7 @@ test('a notification line names the errno with its number, when, and what was ex
   const broken = { ...r, verdict: 'fail', error: 'unshare: user namespaces are off\n  hint' } as unknown as ScenarioResult;
   assert.equal(headline(broken), 'FAIL connect-timeout-drop-syn: unshare: user namespaces are off');
 });
+
 /** Probe cells as probes.py reports them: connected, then one probe event after the second request. */
 function cell(target: string, keepalive: boolean, sleep: number, ok: boolean, port: number) {
   const peer = target === 'vip' ? '198.18.0.10:80' : '198.18.1.2:7000';
