@@ -67,6 +67,7 @@ export function installHint(command: string): string {
   const pkg: Record<string, string> = {
     iptables: 'iptables', nft: 'nftables', ip: 'iproute2', ss: 'iproute2', unshare: 'util-linux',
     nsenter: 'util-linux', strace: 'strace', tcpdump: 'tcpdump', sysctl: 'procps', python3: 'python3',
+    nginx: 'nginx', curl: 'curl',
   };
   return pkg[base] ? `install it: apt-get install ${pkg[base]}` : '';
 }

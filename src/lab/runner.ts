@@ -8,6 +8,8 @@ import type { CaptureMethod } from './packets';
 import { fromApp, type TimelineEvent } from './timeline';
 import { DisposableStore } from './disposable';
 import { errnoNumber } from './errno';
+import { installHint, labEnv } from './exec';
+import { missingTools } from './preflight';
 import { LabError } from './errors';
 import type { Logger } from './log';
 import { spawnInPty, type LabProcess } from './processes';
@@ -213,6 +215,13 @@ class ScenarioRun {
 
   private async setUp(): Promise<void> {
     const s = this.scenario;
+    // A program the scenario needs beyond the basics (nginx, curl): say so before building anything.
+    const missing = missingTools(s.requires ?? [], labEnv().PATH ?? '');
+    if (missing.length) {
+      throw new LabError(`${s.id} needs ${missing.join(' and ')}, not installed here`, {
+        field: 'requires', value: missing, hint: missing.map((m) => installHint(m)).join('; '),
+      });
+    }
     const sandbox = (this.sandbox = await Sandbox.create({ log: this.log, mode: this.options.mode, label: s.id }));
     this.store.add(sandbox);
     for (const address of s.addresses ?? []) await sandbox.exec(['ip', 'addr', 'add', address, 'dev', 'lo']);

@@ -56,6 +56,9 @@ export function describeEvent(e: AppEvent): string {
   if (typeof e.op === 'string') parts.push(`in ${e.op}()`);
   if (typeof e.name === 'string') parts.push(`${e.name} (${e.errno ?? errnoNumber(e.name) ?? '?'})`);
   if (Array.isArray(e.revents)) parts.push(e.revents.join('|'));
+  // An HTTP response's status; curl's own exit code when it gave up (28: too slow).
+  if (e.type === 'response' && typeof e.status === 'number') parts.push(`HTTP ${e.status}`);
+  if (typeof e.curl === 'number' && e.curl !== 0) parts.push(`curl exit ${e.curl}`);
   return parts.join(' ');
 }
 

@@ -3,6 +3,7 @@ import { connectScenarios } from './connect';
 import { detectionScenarios } from './detection';
 import { establishedScenarios } from './established';
 import { middleboxScenarios } from './middlebox';
+import { proxyScenarios } from './proxy';
 import { pitfallsScenarios } from './pitfalls';
 import { timersWith } from '../sysctl';
 import type { Scenario } from './types';
@@ -10,7 +11,7 @@ import type { Scenario } from './types';
 export * from './types';
 
 /** The catalog, in the order of SCENARIOS.md. */
-export const CATALOG: readonly Scenario[] = [...connectScenarios, ...establishedScenarios, ...middleboxScenarios, ...pitfallsScenarios, ...detectionScenarios];
+export const CATALOG: readonly Scenario[] = [...connectScenarios, ...establishedScenarios, ...middleboxScenarios, ...proxyScenarios, ...pitfallsScenarios, ...detectionScenarios];
 
 export function findScenario(id: string): Scenario {
   const s = CATALOG.find((x) => x.id === id);
