@@ -28,7 +28,7 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-function row(page: PwPage, text: string) {
+function row(page: PwPage, text: string | RegExp) {
   return page.locator('.pane-body .monaco-list-row').filter({ hasText: text }).first();
 }
 
@@ -197,6 +197,18 @@ async function endToEnd(as: 'root' | 'user'): Promise<void> {
     const keepaliveServer = await terminalText(page);
     assert.match(keepaliveServer, /server #1 error recv: ECONNRESET \(104\)/, keepaliveServer);
     await shot(page, '05-server-terminal');
+
+    // l4-idle-reset: three hosts behind a balancer; the session view lists them with their programs.
+    await step('run l4-idle-reset (several hosts) from the view', async () => {
+      await runFromView(page, 'l4-idle-reset', 'C. Middleboxes');
+      await row(page, /^clientclient, direct; netns held by pid \d+/).waitFor({ state: 'visible', timeout: 15_000 });
+      await row(page, /^lbnetns held by pid \d+/).waitFor({ state: 'visible', timeout: 5_000 });
+      await shot(page, '06-l4-idle-reset-hosts');
+      await toast(page, 'PASS l4-idle-reset: ECONNRESET (104)').waitFor({ state: 'visible', timeout: 30_000 });
+    });
+    const lbClient = await terminalText(page);
+    assert.match(lbClient, /client connected 198\.18\.0\.2:\d+ -> 198\.18\.0\.10:80/, lbClient);
+    assert.match(lbClient, /client error recv: ECONNRESET \(104\)/, lbClient);
     assert.deepEqual(await settledLeftovers(), [], 'a finished lab leaves nothing');
 
     await step('manual mode: start a lab, apply a fault from the view, lift it', async () => {
