@@ -96,7 +96,9 @@ export function leftovers(): string[] {
   const ps = execFileSync('ps', ['-eo', 'pid=,stat=,args='], { encoding: 'utf8' });
   for (const line of ps.split('\n')) {
     if (/ Z/.test(line.slice(0, 16))) continue; // zombies are gone already, awaiting a reaper
-    if (/samples\/python\/|unshare .*--net .*cat$|nsenter --target \d+/.test(line)) found.push(`process: ${line.trim()}`);
+    // The samples, the namespaces' holders, nsenter, and the real programs scenarios run:
+    // nginx (its prefix in a lab run folder) and curl (to a lab address).
+    if (/samples\/python\/|unshare .*--net .*cat$|nsenter --target \d+|nginx -p \S*tcp-lab-|curl .*\b198\.1[89]\./.test(line)) found.push(`process: ${line.trim()}`);
   }
   const netns = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.trim();
   if (netns) found.push(`ip netns: ${netns}`);
