@@ -120,4 +120,15 @@ describe('section C on several hosts, run for real', () => {
   test('as an unprivileged user (rootless namespaces)', async (t) => {
     await runSection(isRoot ? 'user' : 'self', 'rootless', t);
   });
+
+  test('the balancer built with nft when the run uses nft', async () => {
+    const run = await runCli(['run', 'l4-idle-reset', '--firewall', 'nft', '--json'], isRoot ? 'user' : 'self');
+    const [r] = JSON.parse(run.stdout) as Json[];
+    assert.equal(r?.verdict, 'pass', run.stderr.slice(-1500));
+    assert.equal(r.measured.errno?.name, 'ECONNRESET');
+    const forgotten = r.applied.find((a) => a.id === 'forgotten-flows');
+    assert.match(forgotten?.command ?? '', /^lb: nft add rule ip tcplab_lb input .*ct state invalid counter reject with tcp reset$/);
+    assert.ok(forgotten!.packets! >= 1, 'the nft rule counted the reset packet');
+    assert.match(r.applied.find((a) => a.id === 'vip')?.command ?? '', /dnat to numgen inc mod 2 map '\{ 0 : 198\.18\.1\.2 \. 7000, 1 : 198\.18\.1\.3 \. 7000 \}'/);
+  });
 });

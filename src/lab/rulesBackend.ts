@@ -262,12 +262,12 @@ export function parseNftEchoHandle(output: string): number | undefined {
  * inet tcplab table whose comment is `tcp-lab:<id>`, with handle and counter. A rule without a
  * counter statement gets NaN counters. Throws a SyntaxError on output that is not JSON.
  */
-export function parseNftListing(json: string): ListedRule[] {
+export function parseNftListing(json: string, family: string = NFT_FAMILY, table: string = NFT_TABLE): ListedRule[] {
   const doc: unknown = JSON.parse(json);
   const rules: ListedRule[] = [];
   for (const item of nftItems(doc)) {
     const rule = record(record(item)?.rule);
-    if (!rule || rule.family !== NFT_FAMILY || rule.table !== NFT_TABLE) continue;
+    if (!rule || rule.family !== family || rule.table !== table) continue;
     const comment = rule.comment;
     if (typeof comment !== 'string' || !comment.startsWith(TAG_PREFIX)) continue;
     const id = comment.slice(TAG_PREFIX.length);

@@ -227,8 +227,8 @@ class ScenarioRun {
     for (const address of s.addresses ?? []) await sandbox.exec(['ip', 'addr', 'add', address, 'dev', 'lo']);
     const sysctls = { ...s.sysctls, ...this.options.sysctls };
     if (s.topology) {
-      // Before any rule or timer: the scenario's sysctls are set on every host as it is built.
-      this.hosts = await buildTopology(sandbox, s.topology, this.log);
+      // Before any timer: setSysctl below sets each on every host.
+      this.hosts = await buildTopology(sandbox, s.topology, this.log, this.options.firewall ?? 'iptables');
       this.store.add({ dispose: () => { for (const h of this.hosts.values()) h.dispose(); } });
     }
     // The timers of the host whose programs fail: the client's.
@@ -477,7 +477,7 @@ class ScenarioRun {
       const host = this.hosts.get(spec.name);
       if (!spec.balancer || !host) continue;
       try {
-        this.balancerRules.push(...await balancerCounters(host, spec.balancer));
+        this.balancerRules.push(...await balancerCounters(host, spec.balancer, this.options.firewall ?? 'iptables'));
       } catch (e) {
         this.log.warn(`[${this.scenario.id}] could not read ${spec.name}'s rules: ${e instanceof Error ? e.message : e}`);
       }

@@ -3,10 +3,10 @@ import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { LabError } from './errors';
 import { hostExec, labEnv, type Exec } from './exec';
-import type { Logger } from './log';
+import { quoteArg, type Logger } from './log';
 import { enterLab } from './nsEnter';
 import { firstChild, type Sandbox, type SandboxMode } from './sandbox';
-import { parseIptablesListing } from './rulesBackend';
+import { parseIptablesListing, parseNftListing, type Backend } from './rulesBackend';
 import { setSysctl, type SysctlValue } from './sysctl';
 
 /**
@@ -145,7 +145,7 @@ export class LabHost {
 export type Hosts = ReadonlyMap<string, LabHost>;
 
 /** Builds the topology inside the sandbox: bridges, hosts, veths, addresses, routes, balancers. */
-export async function buildTopology(sandbox: Sandbox, t: Topology, log: Logger, sysctls: Readonly<Record<string, SysctlValue>> = {}): Promise<Map<string, LabHost>> {
+export async function buildTopology(sandbox: Sandbox, t: Topology, log: Logger, backend: Backend = 'iptables'): Promise<Map<string, LabHost>> {
   validateTopology(t);
   const hosts = new Map<string, LabHost>();
   try {
@@ -168,9 +168,8 @@ export async function buildTopology(sandbox: Sandbox, t: Topology, log: Logger, 
         await host.exec(['ip', 'link', 'set', inner, 'up']);
       }
       if (spec.gateway) await host.exec(['ip', 'route', 'add', 'default', 'via', spec.gateway]);
-      for (const [name, value] of Object.entries(sysctls)) await setSysctl(host.exec, name, value);
       if (spec.router || spec.balancer) await setSysctl(host.exec, 'net.ipv4.ip_forward', 1);
-      if (spec.balancer) await setUpBalancer(host, spec.balancer);
+      if (spec.balancer) await setUpBalancer(host, spec.balancer, backend);
     }
     return hosts;
   } catch (e) {
@@ -179,10 +178,30 @@ export async function buildTopology(sandbox: Sandbox, t: Topology, log: Logger, 
   }
 }
 
-/** The argv that set up a balancer, in order (iptables; the rules tagged like the lab's own). */
-export function balancerCommands(b: BalancerSpec): string[][] {
+/** The nft table of a balancer: its own, apart from the lab's fault rules (`inet tcplab`). */
+const LB_TABLE = 'tcplab_lb';
+
+/**
+ * The argv that set up a balancer, in order, with the firewall the run uses; each rule tagged
+ * like the lab's own (`tcp-lab:<id>`), so its counter can be read back.
+ */
+export function balancerCommands(b: BalancerSpec, backend: Backend = 'iptables'): string[][] {
   const port = String(b.port);
   const n = b.backends.length;
+  const reject = b.forgotten === 'reset';
+  if (backend === 'nft') {
+    // Round robin: numgen counts new flows (only a flow's first packet reaches a nat chain).
+    const map = `{ ${b.backends.map((x, i) => `${i} : ${x.replace(':', ' . ')}`).join(', ')} }`;
+    return [
+      ['nft', 'add', 'table', 'ip', LB_TABLE],
+      ['nft', 'add', 'chain', 'ip', LB_TABLE, 'prerouting', '{ type nat hook prerouting priority dstnat; }'],
+      ['nft', 'add', 'rule', 'ip', LB_TABLE, 'prerouting', 'ip', 'daddr', b.vip, 'tcp', 'dport', port, 'counter',
+        'dnat', 'to', 'numgen', 'inc', 'mod', String(n), 'map', map, 'comment', '"tcp-lab:vip"'],
+      ['nft', 'add', 'chain', 'ip', LB_TABLE, 'input', '{ type filter hook input priority filter; }'],
+      ['nft', 'add', 'rule', 'ip', LB_TABLE, 'input', 'ip', 'daddr', b.vip, 'tcp', 'dport', port, 'ct', 'state', 'invalid', 'counter',
+        ...(reject ? ['reject', 'with', 'tcp', 'reset'] : ['drop']), 'comment', `"tcp-lab:${FORGOTTEN_RULE}"`],
+    ];
+  }
   // Round robin with the nth match: the first rule takes every n-th new flow, the next every
   // (n-1)-th of the rest, and the last takes what is left.
   const dnat = b.backends.map((backend, i) => [
@@ -197,7 +216,7 @@ export function balancerCommands(b: BalancerSpec): string[][] {
     // maps it to a server any more.
     ['iptables', '-A', 'INPUT', '-d', b.vip, '-p', 'tcp', '--dport', port, '-m', 'conntrack', '--ctstate', 'INVALID',
       '-m', 'comment', '--comment', `tcp-lab:${FORGOTTEN_RULE}`,
-      ...(b.forgotten === 'reset' ? ['-j', 'REJECT', '--reject-with', 'tcp-reset'] : ['-j', 'DROP'])],
+      ...(reject ? ['-j', 'REJECT', '--reject-with', 'tcp-reset'] : ['-j', 'DROP'])],
   ];
 }
 
@@ -219,23 +238,28 @@ export interface BalancerRule {
   bytes: number | null;
 }
 
-/** The balancer's rules with their kernel counters: flows sent to each server, packets of forgotten flows. */
-export async function balancerCounters(host: LabHost, b: BalancerSpec): Promise<BalancerRule[]> {
-  const listed = [
-    ...parseIptablesListing((await host.exec(['iptables', '-t', 'nat', '-L', 'PREROUTING', '-v', '-x', '-n'])).stdout),
-    ...parseIptablesListing((await host.exec(['iptables', '-L', 'INPUT', '-v', '-x', '-n'])).stdout),
-  ];
-  return balancerCommands(b).map((argv) => {
-    const id = argv[argv.indexOf('--comment') + 1]!.replace(/^tcp-lab:/, '');
+/** The balancer's rules with their kernel counters: flows sent to the servers, packets of forgotten flows. */
+export async function balancerCounters(host: LabHost, b: BalancerSpec, backend: Backend = 'iptables'): Promise<BalancerRule[]> {
+  const listed = backend === 'nft'
+    ? parseNftListing((await host.exec(['nft', '-j', 'list', 'table', 'ip', LB_TABLE])).stdout, 'ip', LB_TABLE)
+    : [
+      ...parseIptablesListing((await host.exec(['iptables', '-t', 'nat', '-L', 'PREROUTING', '-v', '-x', '-n'])).stdout),
+      ...parseIptablesListing((await host.exec(['iptables', '-L', 'INPUT', '-v', '-x', '-n'])).stdout),
+    ];
+  return balancerCommands(b, backend).filter((argv) => argv.some((a) => a.includes('tcp-lab:'))).map((argv) => {
+    const tag = argv.find((a) => a.includes('tcp-lab:'))!;
+    const id = tag.replace(/^"?tcp-lab:|"$/g, '');
     const found = listed.find((r) => r.id === id);
-    const shown = argv.filter((_, i) => !(argv[i] === '-m' && argv[i + 1] === 'comment') && !(argv[i - 1] === '-m' && argv[i] === 'comment') && argv[i] !== '--comment' && argv[i - 1] !== '--comment');
-    return { id, command: `${host.name}: ${shown.join(' ')}`, packets: found?.packets ?? null, bytes: found?.bytes ?? null };
+    // As a person would type it: without the lab's comment.
+    const at = argv.indexOf(tag);
+    const shown = backend === 'nft' ? argv.slice(0, at - 1) : argv.filter((_, i) => i < at - 3 || i > at);
+    return { id, command: `${host.name}: ${shown.map(quoteArg).join(' ')}`, packets: found?.packets ?? null, bytes: found?.bytes ?? null };
   });
 }
 
-async function setUpBalancer(host: LabHost, b: BalancerSpec): Promise<void> {
+async function setUpBalancer(host: LabHost, b: BalancerSpec, backend: Backend): Promise<void> {
   // The rules first: the conntrack match loads conntrack in this namespace if it is not yet.
-  for (const argv of balancerCommands(b)) await host.exec(argv);
+  for (const argv of balancerCommands(b, backend)) await host.exec(argv);
   for (const [name, value] of Object.entries(balancerSysctls(b))) {
     try {
       await setSysctl(host.exec, name, value);
