@@ -24,9 +24,7 @@ import labevents as lab
 from labevents import now
 
 DEFAULT_BLOCK = 16384
-PING = b"ping\n"
-HTTP_GET = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
-MAX_HTTP_HEADER = 65536
+from labevents import HTTP_GET, PING
 
 
 class Failed(Exception):
@@ -35,11 +33,6 @@ class Failed(Exception):
 
 class PeerClosed(Exception):
     """recv() returned 0 and --reconnect asks to start over."""
-
-
-class BadReply(OSError):
-    """An HTTP reply we cannot read (no Content-Length, header too long).
-    No errno: the error event says errno 0 and name BadReply."""
 
 
 # --------------------------------------------------------------------------
@@ -289,20 +282,11 @@ class Client:
         exactly Content-Length bytes of body (server.py always sends it; we
         keep the connection, so reading until EOF is no way to find the end).
         Its size, or None at EOF."""
-        while (end := self.inbuf.find(b"\r\n\r\n")) < 0:
-            if len(self.inbuf) > MAX_HTTP_HEADER:
-                raise BadReply(f"no end of the header in {MAX_HTTP_HEADER} bytes")
+        while (end := lab.http_header_end(self.inbuf)) < 0:
             if not self.fill():
                 return None
-        head = self.inbuf[:end].lower()
-        self.reply_head = head
-        at = head.find(b"\r\ncontent-length:")
-        if at < 0:
-            raise BadReply("reply without Content-Length")
-        value = head[at + 17:].split(b"\r\n", 1)[0].strip()
-        if not value.isdigit():
-            raise BadReply(f"bad Content-Length {value.decode('latin-1')!r}")
-        size = end + 4 + int(value)
+        self.reply_head = self.inbuf[:end].lower()
+        size = lab.http_reply_size(self.inbuf, end)
         while len(self.inbuf) < size:
             if not self.fill():
                 return None

@@ -176,6 +176,43 @@ class Emitter:
         sys.exit(code)
 
 
+# --------------------------------------------------------------------------
+# HTTP/1.1 replies, as the samples read them on a kept-alive connection
+# --------------------------------------------------------------------------
+
+PING = b"ping\n"
+HTTP_GET = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
+MAX_HTTP_HEADER = 65536
+
+
+class BadReply(OSError):
+    """An HTTP reply we cannot read (no Content-Length, header too long).
+    No errno: the error event says errno 0 and name BadReply."""
+
+
+def http_header_end(buf):
+    """Where the header in `buf` ends (the index of its blank line), or -1
+    while it is incomplete; BadReply once it is longer than we accept."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0 and len(buf) > MAX_HTTP_HEADER:
+        raise BadReply(f"no end of the header in {MAX_HTTP_HEADER} bytes")
+    return end
+
+
+def http_reply_size(buf, end):
+    """The size of the whole reply whose header ends at `end`: the header,
+    its blank line and exactly Content-Length bytes of body (the servers
+    always send it; on a kept connection, EOF cannot mark the end)."""
+    head = buf[:end].lower()
+    at = head.find(b"\r\ncontent-length:")
+    if at < 0:
+        raise BadReply("reply without Content-Length")
+    value = head[at + 17:].split(b"\r\n", 1)[0].strip()
+    if not value.isdigit():
+        raise BadReply(f"bad Content-Length {value.decode('latin-1')!r}")
+    return end + 4 + int(value)
+
+
 def errno_fields(exc):
     """errno/name/message of an OSError, as the kernel reported them."""
     num = exc.errno

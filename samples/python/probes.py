@@ -22,14 +22,8 @@ import time
 import labevents as lab
 from labevents import now
 
-PING = b"ping\n"
-HTTP_GET = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
-MAX_HTTP_HEADER = 65536
+from labevents import HTTP_GET, PING
 MAX_CELLS = 1000  # one thread each
-
-
-class BadReply(OSError):
-    """An HTTP reply without a readable Content-Length: errno 0, name BadReply."""
 
 
 class PeerClosed(Exception):
@@ -58,18 +52,9 @@ def read_reply(sock, proto, buf):
             buf = fill(buf)
         return end + 1, buf[end + 1:]
     # HTTP/1.1 with Content-Length (server.py --mode http always sends it).
-    while (end := buf.find(b"\r\n\r\n")) < 0:
-        if len(buf) > MAX_HTTP_HEADER:
-            raise BadReply(f"no end of the header in {MAX_HTTP_HEADER} bytes")
+    while (end := lab.http_header_end(buf)) < 0:
         buf = fill(buf)
-    head = buf[:end].lower()
-    at = head.find(b"\r\ncontent-length:")
-    if at < 0:
-        raise BadReply("reply without Content-Length")
-    value = head[at + 17:].split(b"\r\n", 1)[0].strip()
-    if not value.isdigit():
-        raise BadReply(f"bad Content-Length {value.decode('latin-1')!r}")
-    size = end + 4 + int(value)
+    size = lab.http_reply_size(buf, end)
     while len(buf) < size:
         buf = fill(buf)
     return size, buf[size:]
