@@ -5,10 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ensureTestUser, isRoot, runCli, settledLeftovers } from './support/lab';
+import { ensureTestUser, isRoot, runJson, settledLeftovers } from './support/lab';
 import { checkTransitions, TRANSITIONS, type StreamEvent } from './support/transitions';
 
 /** A figure over the run (`max TIME-WAIT sockets`, `median per request`) and its band. */
@@ -137,22 +134,11 @@ function checkStream(events: StreamEvent[], mode: string): void {
 
 async function runAll(as: 'self' | 'user', mode: string, t: { diagnostic(m: string): void }): Promise<void> {
   // The unprivileged user writes the event stream: a folder it may write to.
-  const dir = mkdtempSync(join(tmpdir(), 'tcplab-events-'));
-  chmodSync(dir, 0o777);
-  const file = join(dir, 'events.jsonl');
-  const run = await runCli(['run', '--section', 'connect,established,pitfalls,detection', '--json', '--events', file], as);
-  const summary = run.stderr.split('\n').find((l) => l.startsWith('tcp-lab:')) ?? run.stderr.slice(-500);
-  t.diagnostic(`${mode}: ${summary}`);
-  let results: Json[];
-  try {
-    results = JSON.parse(run.stdout) as Json[];
-  } catch {
-    assert.fail(`tcp-lab printed no JSON (exit ${run.code}): ${run.stderr.slice(-2000)}`);
-  }
+  const run = await runJson<Json, StreamEvent>(['--section', 'connect,established,pitfalls,detection'], as);
+  t.diagnostic(`${mode}: ${run.summary}`);
+  const { results, events } = run;
   checkRun(results, mode);
   assert.equal(run.code, 0, 'exit status 0 when every verdict passes');
-  const events = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StreamEvent);
-  rmSync(dir, { recursive: true, force: true });
   const sectionsAB = results.filter((r) => r.section === 'connect' || r.section === 'established').map((r) => r.id).sort();
   assert.deepEqual(sectionsAB, Object.keys(TRANSITIONS).sort(), 'every scenario of sections A and B has its expected transitions');
   checkStream(events, mode);

@@ -7,10 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ensureTestUser, isRoot, runCli, settledLeftovers } from './support/lab';
+import { ensureTestUser, isRoot, runCli, runJson, settledLeftovers } from './support/lab';
 
 type Expect = { errno?: [string, number]; outcome?: string; seconds?: [number, number] };
 const SPEC: Record<string, Expect> = {
@@ -37,19 +34,9 @@ interface Json {
 type Ev = { scenario: string; t: number; source: string; type: string; proc: string; at?: string; conn?: string; [k: string]: unknown };
 
 async function runSection(as: 'self' | 'user', mode: string, t: { diagnostic(m: string): void }): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'tcplab-events-'));
-  chmodSync(dir, 0o777);
-  const file = join(dir, 'events.jsonl');
-  const run = await runCli(['run', '--section', 'middlebox', '--json', '--events', file], as);
-  t.diagnostic(`${mode}: ${run.stderr.split('\n').find((l) => l.startsWith('tcp-lab:')) ?? run.stderr.slice(-500)}`);
-  let results: Json[];
-  try {
-    results = JSON.parse(run.stdout) as Json[];
-  } catch {
-    assert.fail(`tcp-lab printed no JSON (exit ${run.code}): ${run.stderr.slice(-2000)}`);
-  }
-  const events = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Ev);
-  rmSync(dir, { recursive: true, force: true });
+  const run = await runJson<Json, Ev>(['--section', 'middlebox'], as);
+  t.diagnostic(`${mode}: ${run.summary}`);
+  const { results, events } = run;
   assert.deepEqual(results.map((r) => r.id).sort(), Object.keys(SPEC).sort(), 'the run covers exactly section C');
 
   const problems: string[] = [];

@@ -7,12 +7,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { labEnv } from '../src/lab/exec';
 import { missingTools } from '../src/lab/preflight';
-import { ensureTestUser, isRoot, runCli, settledLeftovers } from './support/lab';
+import { ensureTestUser, isRoot, runJson, settledLeftovers } from './support/lab';
 import type { StreamEvent } from './support/transitions';
 
 type Ev = StreamEvent & Record<string, unknown>;
@@ -91,19 +88,9 @@ function gatewayTimeout(ev: Ev[], op: string): string[] {
 }
 
 async function runSection(as: 'self' | 'user', mode: string, t: { diagnostic(m: string): void }): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'tcplab-events-'));
-  chmodSync(dir, 0o777);
-  const file = join(dir, 'events.jsonl');
-  const run = await runCli(['run', '--section', 'proxy', '--json', '--events', file], as);
-  t.diagnostic(`${mode}: ${run.stderr.split('\n').find((l) => l.startsWith('tcp-lab:')) ?? run.stderr.slice(-500)}`);
-  let results: Json[];
-  try {
-    results = JSON.parse(run.stdout) as Json[];
-  } catch {
-    assert.fail(`tcp-lab printed no JSON (exit ${run.code}): ${run.stderr.slice(-2000)}`);
-  }
-  const events = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Ev);
-  rmSync(dir, { recursive: true, force: true });
+  const run = await runJson<Json, Ev>(['--section', 'proxy'], as);
+  t.diagnostic(`${mode}: ${run.summary}`);
+  const { results, events } = run;
   assert.deepEqual(results.map((r) => r.id).sort(), Object.keys(SPEC).sort(), 'the run covers exactly section D');
   const problems: string[] = [];
   for (const r of results) {

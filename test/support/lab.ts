@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CATALOG } from '../../src/lab/scenarios';
@@ -79,6 +79,38 @@ export function runCli(args: readonly string[], as: 'self' | 'user' = 'self'): P
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('close', (code) => resolveRun({ code, stdout, stderr }));
   });
+}
+
+/** A `tcp-lab run ... --json --events FILE`: its results, the event stream, the summary line. */
+export interface JsonRun<R, E> extends CliRun {
+  results: R[];
+  events: E[];
+  summary: string;
+}
+
+/**
+ * Runs `tcp-lab run ARGS --json --events FILE` as `as` (the events written in a folder the
+ * test user may write to) and reads back both. Fails the test when no JSON came.
+ */
+export async function runJson<R, E>(args: readonly string[], as: 'self' | 'user'): Promise<JsonRun<R, E>> {
+  const dir = mkdtempSync(join(tmpdir(), 'tcplab-events-'));
+  chmodSync(dir, 0o777);
+  const file = join(dir, 'events.jsonl');
+  try {
+    const run = await runCli(['run', ...args, '--json', '--events', file], as);
+    const summary = run.stderr.split('\n').find((l) => l.startsWith('tcp-lab:')) ?? run.stderr.slice(-500);
+    let results: R[];
+    try {
+      results = JSON.parse(run.stdout) as R[];
+    } catch {
+      throw new Error(`tcp-lab printed no JSON (exit ${run.code}): ${run.stderr.slice(-2000)}`);
+    }
+    const text = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+    const events = text ? text.split('\n').map((l) => JSON.parse(l) as E) : [];
+    return { ...run, results, events, summary };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Every bridge and veth name the catalog's topologies make. */
