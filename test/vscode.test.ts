@@ -13,6 +13,7 @@ import {
   activityItem, findTools, installVsix, openWorkbench, processTree, runCommand, startCodeServer, terminalText,
   type CodeServer, type PwPage, type Workbench,
 } from './e2e/codeServer';
+import { extensionHostPid, row, runFromView, toast, waitFor } from './e2e/view';
 import { ensureTestUser, isRoot, ROOT, settledLeftovers, TEST_USER, testUserIds } from './support/lab';
 
 const tools = findTools();
@@ -28,68 +29,11 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-function row(page: PwPage, text: string | RegExp) {
-  return page.locator('.pane-body .monaco-list-row').filter({ hasText: text }).first();
-}
-
-function toast(page: PwPage, text: string | RegExp) {
-  return page.locator('.notifications-toasts .notification-toast').filter({ hasText: text }).first();
-}
-
-/**
- * Runs a scenario the way a user does from the catalog: hover its row, click the inline ▶. The
- * tree renders only the rows in view: when the row is not there, collapse every section (the
- * view's own Collapse All) and open the scenario's.
- */
-async function runFromView(page: PwPage, id: string, section: string): Promise<void> {
-  // The row's aria-label is "<id>: <title>" (the tree item's accessibility label).
-  const r = page.locator(`.pane-body .monaco-list-row[aria-label^="${id}: "]`).first();
-  if (!(await r.isVisible())) {
-    await page.locator('.pane-header[aria-label^="Scenarios"]').hover();
-    await page.locator('.pane-header .action-label[aria-label^="Collapse All"]').first().click();
-    // A click toggles the section: if the tree was still settling it may have closed it again.
-    for (let i = 0; i < 3 && !(await r.isVisible()); i++) {
-      await row(page, section).click();
-      await r.waitFor({ state: 'visible', timeout: 3_000 }).catch(() => undefined);
-    }
-    await r.waitFor({ state: 'visible', timeout: 2_000 });
-  }
-  // A row the list has just re-rendered (a section opened) can carry an action bar whose
-  // element is not bound yet: VS Code then runs the command with no argument and the palette's
-  // scenario pick opens instead. Seen 2 times in about 20 runs; a person's click comes later.
-  // Let the list settle, and if the pick opened anyway, close it and click again.
-  await page.waitForTimeout(300);
-  for (let attempt = 1; ; attempt++) {
-    await r.hover();
-    await r.locator('.actions .action-label[aria-label^="Run Scenario"]').click();
-    const pick = page.locator('.quick-input-widget').filter({ hasText: 'Run a scenario in a private network namespace' });
-    await page.waitForTimeout(200);
-    if (!(await pick.isVisible())) return;
-    if (attempt === 2) throw new Error(`the inline Run action on ${id} opened the scenario pick twice: no element was passed`);
-    await page.keyboard.press('Escape');
-  }
-}
-
-/** The extension host of a code-server: the node process forked with --type=extensionHost. */
-function extensionHostPid(server: CodeServer): number | undefined {
-  return processTree(server.pid).find((pid) => {
-    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=extensionHost'); } catch { return false; }
-  });
-}
-
 /** Lab namespaces (their init `cat`) under a process tree: what a running lab holds. */
 function labInits(root: number): number[] {
   return processTree(root).filter((pid) => {
     try { return /^unshare\0.*--net\0.*\0cat\0$/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8')); } catch { return false; }
   });
-}
-
-async function waitFor(what: string, fn: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /**

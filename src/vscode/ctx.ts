@@ -5,6 +5,7 @@ import { PrivilegedLab, sudoNeeded } from '../lab/privileged';
 import type { ScenarioResult } from '../lab/runner';
 import type { Scenario } from '../lab/scenarios';
 import { LabSession, type SessionOptions } from './labSession';
+import { askPassword } from './passwordBox';
 
 type Factory = (ctx: Ctx) => (...args: any[]) => unknown;
 
@@ -17,6 +18,8 @@ export class Ctx implements vscode.Disposable {
   /** The window's root helper, started through sudo once, where the rootless lab cannot run. */
   private privileged: PrivilegedLab | undefined;
   private needsSudo: Promise<boolean> | undefined;
+  /** A helper start in progress (password box open, or sudo starting it). */
+  private starting: Promise<PrivilegedLab | undefined> | undefined;
   readonly results = new Map<string, ScenarioResult>();
   private readonly disposables: vscode.Disposable[] = [];
   private readonly sessionStarted = new vscode.EventEmitter<LabSession>();
@@ -60,10 +63,15 @@ export class Ctx implements vscode.Disposable {
   async privilegedLab(mode: 'auto' | 'rootless' | 'root' | 'sudo'): Promise<PrivilegedLab | undefined> {
     if (mode === 'root' || mode === 'rootless' || process.getuid?.() === 0) return undefined;
     if (this.privileged?.alive) return this.privileged;
+    // A second run while the box is open or sudo is starting shares that start: one password
+    // box, one helper (a second would go untracked and outlive the window's disposal).
+    this.starting ??= this.startPrivileged(mode).finally(() => { this.starting = undefined; });
+    return this.starting;
+  }
+
+  private async startPrivileged(mode: 'auto' | 'sudo'): Promise<PrivilegedLab | undefined> {
     if (mode === 'auto' && !(await (this.needsSudo ??= sudoNeeded(this.log)))) return undefined;
-    const password = await vscode.window.showInputBox({
-      password: true,
-      ignoreFocusOut: true,
+    const password = await askPassword({
       title: 'TCP Lab needs root on this host',
       prompt: mode === 'sudo'
         ? 'Your sudo password starts one lab helper (root) for this window. It goes to sudo once and is not stored.'
@@ -122,7 +130,8 @@ export class Ctx implements vscode.Disposable {
 
 export function describeError(e: unknown): string {
   if (e && typeof e === 'object' && 'describe' in e && typeof (e as { describe: unknown }).describe === 'function') {
-    return (e as { describe(): string }).describe();
+    // One line: a notification runs the hint's line into the message and cuts it short.
+    return (e as { describe(): string }).describe().replace(/\s*\n\s*/g, '. ');
   }
   return e instanceof Error ? e.message : String(e);
 }

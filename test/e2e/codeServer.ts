@@ -117,6 +117,10 @@ export interface CodeServerOptions {
   user?: { uid: number; gid: number };
   // Seconds a closed window's extension host waits for the window to come back (default 3 h).
   reconnectionGraceSeconds?: number;
+  // Run code-server under this argv prefix, started as root: nsenter into a namespace, say.
+  // With `user`, setpriv drops to the user after it (it execs in place: the pid stays
+  // code-server's as long as the prefix execs too).
+  prefix?: readonly string[];
 }
 
 export interface CodeServer {
@@ -168,9 +172,12 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
   }
   // Own process group: one kill reaches code-server and its forks; stop() also walks
   // /proc for the terminals' shells, which sit in sessions of their own.
-  const child = spawn(tools.node, argv, {
+  const command = opts.prefix
+    ? [...opts.prefix, ...(opts.user ? ['setpriv', `--reuid=${opts.user.uid}`, `--regid=${opts.user.gid}`, '--init-groups', '--'] : []), tools.node, ...argv]
+    : [tools.node, ...argv];
+  const child = spawn(command[0]!, command.slice(1), {
     detached: true,
-    ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
+    ...(opts.user && !opts.prefix ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
     stdio: ['ignore', 'pipe', 'pipe'],
     env,
   });
@@ -220,16 +227,25 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
 }
 
 // Install a .vsix the way a user would (`code-server --install-extension`).
+// As `user`: the install is theirs (dataDir and extensionsDir are made theirs first), as when
+// the user installs it in their own code-server.
 export async function installVsix(
   vsix: string,
-  dirs: { dataDir: string; extensionsDir: string },
+  dirs: { dataDir: string; extensionsDir: string; user?: { uid: number; gid: number } },
 ): Promise<string> {
   const tools = requireTools();
+  const { user } = dirs;
+  const env = isolatedEnv(join(dirs.dataDir, 'xdg'), { EXTENSIONS_GALLERY: '{}', ...(user ? { HOME: join(dirs.dataDir, 'home') } : {}) });
+  if (user) {
+    mkdirSync(join(dirs.dataDir, 'home'), { recursive: true });
+    mkdirSync(dirs.extensionsDir, { recursive: true });
+    execFileSync('chown', ['-R', `${user.uid}:${user.gid}`, dirs.dataDir, dirs.extensionsDir]);
+  }
   const { stdout, stderr } = await execFileP(
     tools.node,
     [tools.codeServer, '--user-data-dir', dirs.dataDir, '--extensions-dir', dirs.extensionsDir,
       '--install-extension', vsix, '--force'],
-    { timeout: 120_000, env: isolatedEnv(join(dirs.dataDir, 'xdg'), { EXTENSIONS_GALLERY: '{}' }) },
+    { timeout: 120_000, env, ...(user ? { uid: user.uid, gid: user.gid, cwd: dirs.dataDir } : {}) },
   );
   const all = stdout + stderr;
   if (!/successfully installed/i.test(all)) throw new Error(`install of ${vsix} failed:\n${all}`);
@@ -257,6 +273,7 @@ export interface PwFrame {
 }
 export interface PwPage {
   frames(): PwFrame[];
+  content(): Promise<string>; // the main frame's DOM, serialized
   goto(url: string, o?: { timeout?: number; waitUntil?: 'load' | 'domcontentloaded' }): Promise<unknown>;
   locator(sel: string): PwLocator;
   waitForSelector(sel: string, o?: { timeout?: number; state?: 'attached' | 'visible' }): Promise<unknown>;
