@@ -56,6 +56,13 @@ function logger(runId?: string): Logger {
 
 const log = logger();
 
+/**
+ * The user who ran sudo (sudo sets SUDO_UID and SUDO_GID): the programs of a run go back to
+ * them, so their own command is never run as root by the lab. None when root ran the helper.
+ */
+const programsAs = ((uid, gid) => (uid > 0 && Number.isInteger(uid) && gid >= 0 && Number.isInteger(gid) ? { uid, gid } : undefined))(
+  Number(process.env.SUDO_UID ?? NaN), Number(process.env.SUDO_GID ?? NaN));
+
 function startRun(runId: string, scenario: Scenario, options: HelperRunOptions): void {
   if (shuttingDown) {
     send(errorMessage(new LabError('the lab helper is shutting down'), runId));
@@ -72,6 +79,7 @@ function startRun(runId: string, scenario: Scenario, options: HelperRunOptions):
     ...options,
     log: logger(runId),
     mode: 'root',
+    ...(programsAs ? { programsAs } : {}),
     signal: controller.signal,
     onEvent: (event) => send({ type: 'event', runId, event }),
     onProgress: (progress) => send({ type: 'progress', runId, progress }),

@@ -12,9 +12,9 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { ensureTestUser, isRoot, leftovers, settledLeftovers, TEST_USER } from './support/lab';
+import { ensureTestUser, isRoot, leftovers, settledLeftovers, TEST_USER, testUserIds } from './support/lab';
 import {
   alive, ancestry, descendants, Driver, DROP_IN, fileLeaks, installSudo, NoUserNamespaces, processLeaks,
   restorePassword, setPassword, stageBundles, uidOf, writeSudoers, type Said,
@@ -182,6 +182,10 @@ describe('the sudo path: one privileged helper per editor session', { skip: isRo
     const lab = descendants(helper);
     const labLines = () => leftovers().filter((l) => lab.includes(Number(/^process: (\d+)/.exec(l)?.[1])) || l.includes(`tcp-lab-${helper}-`));
     assert.ok(labLines().some((l) => l.includes('samples/python/client.py')), 'the run is going when the editor dies');
+    // The programs run as the user who ran sudo, not as root: only the lab's own commands are root.
+    const programs = lab.filter((pid) => { try { return /^[^\0]*python[\d.]*\0[^\0]*samples\/python\/(client|server)\.py\0/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8')); } catch { return false; } });
+    assert.equal(programs.length, 2, 'the server and the client, found under the helper');
+    assert.deepEqual(programs.map(uidOf), [testUserIds().uid, testUserIds().uid], 'the samples run as the test user');
 
     d.child.kill('SIGKILL');
     await d.exited();

@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { chownSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppEventServer, type AppEvent } from './appEvents';
 import { monotonic, sleep } from './clock';
@@ -14,7 +14,7 @@ import { LabError } from './errors';
 import type { Logger } from './log';
 import { spawnInPty, type LabProcess } from './processes';
 import { describe as describeRule, parseRule, RuleSet, type AppliedRule, type Backend } from './rules';
-import { pythonSample, realPython } from './samples';
+import { pythonFor, pythonSample, realPython } from './samples';
 import { Sandbox, type SandboxMode } from './sandbox';
 import { balancerCounters, buildTopology, type BalancerRule, type LabHost } from './topology';
 import { PORT } from './scenarios/common';
@@ -49,6 +49,12 @@ export interface RunOptions {
   onProcess?: (p: LabProcess) => void;
   /** Once the namespace is up: what the editor's session view shows while the run goes on. */
   onLive?: (live: LiveLab) => void;
+  /**
+   * The user the programs (the samples, the user's own command) run as, where the lab itself
+   * runs as root for someone else: the sudo helper passes the user who ran sudo, so that no
+   * program of theirs gets root. The lab's own commands (rules, sysctls, capture) stay root.
+   */
+  programsAs?: { uid: number; gid: number };
   /**
    * Timers set inside the namespace over the scenario's own (validated like any sysctl). The
    * checks are judged against the timers then in force, so a band follows them where it can.
@@ -172,6 +178,8 @@ class ScenarioRun {
 
   /** The samples' interpreter, resolved once (no version-manager shim at every start). */
   private readonly python: string;
+  /** The interpreter of the programs: the same, unless they run as a user who cannot run it. */
+  private programPython = '';
 
   constructor(private readonly scenario: Scenario, private readonly options: RunOptions) {
     this.log = options.log;
@@ -222,6 +230,7 @@ class ScenarioRun {
         field: 'requires', value: missing, hint: missing.map((m) => installHint(m)).join('; '),
       });
     }
+    this.programPython = pythonFor(this.options.python, this.options.programsAs);
     const sandbox = (this.sandbox = await Sandbox.create({ log: this.log, mode: this.options.mode, label: s.id }));
     this.store.add(sandbox);
     for (const address of s.addresses ?? []) await sandbox.exec(['ip', 'addr', 'add', address, 'dev', 'lo']);
@@ -249,6 +258,9 @@ class ScenarioRun {
     this.store.add({ dispose: () => rmSync(dir, { recursive: true, force: true }) });
     this.socketPath = join(dir, 'events.sock');
     this.store.add(await AppEventServer.listen(this.socketPath, (e) => this.record(e), this.log));
+    const as = this.options.programsAs;
+    // The programs' folder and event socket become theirs (a socket is connected to by write permission).
+    if (as) for (const path of [dir, this.socketPath]) chownSync(path, as.uid, as.gid);
 
     this.mark('begin', {});
     // Disposed before the namespace (reverse order): no poll or capture may race its end.
@@ -283,7 +295,7 @@ class ScenarioRun {
     const place = this.place(spec.host);
     // The lab's options first: a supervisor passes everything after its `--` to its worker.
     const own = spec.name === 'client' && this.options.clientCommand ? this.ownCommand(spec, this.options.clientCommand) : null;
-    const argv = own ?? place.enter([this.python, pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
+    const argv = own ?? place.enter([...this.dropPrivileges(), this.programPython, pythonSample(spec.program), '--name', spec.name, '--events', this.socketPath, ...spec.args]);
     const listensBefore = this.events.filter((e) => e.proc === spec.name && e.type === 'listening').length;
     const t = monotonic();
     const proc = spawnInPty(spec.name, argv, this.log);
@@ -316,7 +328,13 @@ class ScenarioRun {
     const host = arg('--host') ?? '127.0.0.1';
     const port = arg('--port') ?? String(PORT);
     const argv = command.map((a) => a.replaceAll('{host}', host).replaceAll('{port}', port));
-    return this.observers.traced(this.place(spec.host), spec.name, argv, this.runDir, (e) => this.record(e));
+    return this.observers.traced(this.place(spec.host), spec.name, [...this.dropPrivileges(), ...argv], this.runDir, (e) => this.record(e));
+  }
+
+  /** The prefix that runs a program as `programsAs` (setpriv, inside the namespace), if set. */
+  private dropPrivileges(): string[] {
+    const as = this.options.programsAs;
+    return as ? ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', '--'] : [];
   }
 
   /** Where a program, rule or sysctl goes: a host of the topology, or the sandbox. */

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { LabError } from './errors';
 import { labEnv } from './exec';
@@ -41,4 +41,51 @@ export function realPython(python = 'python3'): string {
   }
   interpreters.set(python, found);
   return found;
+}
+
+/**
+ * Whether a user (by uid and primary gid, no other groups: how the lab drops privileges) may
+ * run `path`: search permission on every folder on the way and execute permission on the file,
+ * read from the mode bits as the kernel checks them. A root's version manager keeps its Python
+ * under /root (mode 700): a program dropped to the user cannot start it, nor a worker with it.
+ */
+export function executableBy(path: string, uid: number, gid: number): boolean {
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return false;
+  }
+  // The folders of the path as given (a link in a closed folder cannot be reached), then those
+  // of where it leads, and the file itself.
+  const walk = (p: string, withFile: boolean) => {
+    const parts = p.split('/').filter(Boolean);
+    const upTo = withFile ? parts.length : parts.length - 1;
+    return Array.from({ length: upTo + 1 }, (_, i) => `/${parts.slice(0, i).join('/')}`);
+  };
+  for (const at of [...walk(path, false), ...walk(real, true)]) {
+    let st;
+    try {
+      st = statSync(at);
+    } catch {
+      return false;
+    }
+    const bits = st.uid === uid ? (st.mode >> 6) & 7 : st.gid === gid ? (st.mode >> 3) & 7 : st.mode & 7;
+    if (!(bits & 1)) return false;
+  }
+  return true;
+}
+
+/**
+ * The interpreter for programs run as `as`: `python` resolved as usual when that user can run
+ * it, else the system's /usr/bin/python3; a LabError when neither is theirs to run.
+ */
+export function pythonFor(python: string | undefined, as: { uid: number; gid: number } | undefined): string {
+  const found = realPython(python);
+  if (!as || executableBy(found, as.uid, as.gid)) return found;
+  const system = realPython('/usr/bin/python3');
+  if (executableBy(system, as.uid, as.gid)) return system;
+  throw new LabError(`the programs run as uid ${as.uid}, who cannot run ${found}`, {
+    field: 'python', value: found, hint: 'set tcpLab.pythonPath (or --python) to a Python that user can run, e.g. /usr/bin/python3',
+  });
 }
