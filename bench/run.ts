@@ -14,6 +14,7 @@ import { cpus } from 'node:os';
 import { cliArgv, ensureTestUser, isRoot, TEST_USER } from '../test/support/lab';
 import { benchMonitor } from './monitor';
 import { benchSsParse } from './ss';
+import { benchTopology } from './topology';
 
 const sections = 'connect,established,pitfalls,detection';
 
@@ -57,6 +58,7 @@ function run(jobs: string[]): Run {
 async function main(): Promise<void> {
   benchSsParse();
   await benchMonitor();
+  await benchTopology();
   const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
   const who = unprivileged ? `${TEST_USER} (rootless)` : `uid ${process.getuid?.()}`;
   console.log(`catalog sections ${sections} on ${cpus().length} cores, kernel ${kernel}, as ${who}, ${runs} run(s) of each`);

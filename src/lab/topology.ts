@@ -89,22 +89,34 @@ export function validateTopology(t: Topology): void {
     if (!h.links.length) throw new LabError(`host ${h.name} has no link`, { field: 'host', value: h.name });
     for (const l of h.links) {
       if (!nets.has(l.net)) throw new LabError(`host ${h.name} links to an unknown network`, { field: 'net', value: l.net });
-      labAddress(l.address.split('/')[0]!);
+      labAddress(l.address, true);
     }
-    for (const a of [...(h.extraAddresses ?? []), ...(h.gateway ? [h.gateway] : [])]) labAddress(a.split('/')[0]!);
+    for (const a of h.extraAddresses ?? []) labAddress(a, true);
+    if (h.gateway) labAddress(h.gateway);
     if (h.balancer) {
       labAddress(h.balancer.vip);
-      for (const b of h.balancer.backends) labAddress(b.split(':')[0]!);
+      if (!h.balancer.backends.length) throw new LabError('a balancer needs at least one backend', { field: 'backends', value: h.balancer.backends });
+      for (const b of h.balancer.backends) {
+        const [address, port, ...rest] = b.split(':');
+        labAddress(address ?? '');
+        if (rest.length || !/^\d{1,5}$/.test(port ?? '') || Number(port) < 1 || Number(port) > 65535) throw new LabError('a backend is address:port', { field: 'backends', value: b });
+      }
+      if (!Number.isInteger(h.balancer.port) || h.balancer.port < 1 || h.balancer.port > 65535) throw new LabError('a VIP port is 1-65535', { field: 'port', value: h.balancer.port });
       if (!(h.balancer.idleTimeout >= 1)) throw new LabError('a balancer idle timeout is at least 1 s', { field: 'idleTimeout', value: h.balancer.idleTimeout });
     }
   }
 }
 
-/** Lab hosts take addresses from 198.18.0.0/15 only, never one a real network may use. */
-function labAddress(a: string): void {
-  const m = IPV4.exec(a);
-  const ok = m && m.slice(1).every((x) => Number(x) <= 255) && m[1] === '198' && (m[2] === '18' || m[2] === '19');
-  if (!ok) throw new LabError('lab hosts take addresses from 198.18.0.0/15 only', { field: 'address', value: a });
+/**
+ * Lab hosts take addresses from 198.18.0.0/15 only, never one a real network may use; with
+ * `prefix`, an interface address (`/8` to `/32`). Nothing else passes: these go into `ip -batch`.
+ */
+function labAddress(text: string, prefix = false): void {
+  const [a, len, ...rest] = text.split('/');
+  const m = IPV4.exec(a ?? '');
+  const prefixOk = prefix ? len !== undefined && /^\d{1,2}$/.test(len) && Number(len) >= 8 && Number(len) <= 32 : len === undefined;
+  const ok = m && rest.length === 0 && prefixOk && m.slice(1).every((x) => Number(x) <= 255) && m[1] === '198' && (m[2] === '18' || m[2] === '19');
+  if (!ok) throw new LabError(`lab hosts take addresses from 198.18.0.0/15 only${prefix ? ', with a prefix length (/8 to /32)' : ''}`, { field: 'address', value: text });
 }
 
 /** One host of a topology: where its programs, rules and sysctls go. */
@@ -149,33 +161,47 @@ export async function buildTopology(sandbox: Sandbox, t: Topology, log: Logger, 
   validateTopology(t);
   const hosts = new Map<string, LabHost>();
   try {
-    for (const n of t.nets) {
-      await sandbox.exec(['ip', 'link', 'add', `br-${n.name}`, 'type', 'bridge']);
-      await sandbox.exec(['ip', 'link', 'set', `br-${n.name}`, 'up']);
-    }
-    for (const spec of t.hosts) hosts.set(spec.name, await startHost(sandbox, spec.name, log));
+    // The hosts' holders at once: each is a spawn of its own.
+    const started = await Promise.allSettled(t.hosts.map((spec) => startHost(sandbox, spec.name, log)));
+    for (const r of started) if (r.status === 'fulfilled') hosts.set(r.value.name, r.value);
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    // The wire in one `ip -batch`: bridges, then each host's veth pair, its inner end moved into
+    // the host at once and its outer end plugged into the network's bridge.
+    const wire: string[] = [];
+    for (const n of t.nets) wire.push(`link add br-${n.name} type bridge`, `link set br-${n.name} up`);
     for (const spec of t.hosts) {
-      const host = hosts.get(spec.name)!;
-      await host.exec(['ip', 'link', 'set', 'lo', 'up']);
       for (const [i, link] of spec.links.entries()) {
         const outer = `${spec.name}-${link.net}`;
-        const inner = `eth${i}`;
-        // Made in the wire namespace, the inner end moved at once into the host.
-        await sandbox.exec(['ip', 'link', 'add', outer, 'type', 'veth', 'peer', 'name', inner, 'netns', String(host.nsPid)]);
-        await sandbox.exec(['ip', 'link', 'set', outer, 'master', `br-${link.net}`, 'up']);
-        await host.exec(['ip', 'addr', 'add', link.address, 'dev', inner]);
-        if (i === 0) for (const a of spec.extraAddresses ?? []) await host.exec(['ip', 'addr', 'add', a, 'dev', inner]);
-        await host.exec(['ip', 'link', 'set', inner, 'up']);
+        wire.push(`link add ${outer} type veth peer name eth${i} netns ${hosts.get(spec.name)!.nsPid}`, `link set ${outer} master br-${link.net} up`);
       }
-      if (spec.gateway) await host.exec(['ip', 'route', 'add', 'default', 'via', spec.gateway]);
+    }
+    await ipBatch(sandbox.exec, wire);
+    // Each host's addresses, links and route in one `ip -batch`, the hosts side by side.
+    await Promise.all(t.hosts.map(async (spec) => {
+      const host = hosts.get(spec.name)!;
+      const lines = ['link set lo up'];
+      for (const [i, link] of spec.links.entries()) {
+        lines.push(`addr add ${link.address} dev eth${i}`);
+        if (i === 0) for (const a of spec.extraAddresses ?? []) lines.push(`addr add ${a} dev eth${i}`);
+        lines.push(`link set eth${i} up`);
+      }
+      if (spec.gateway) lines.push(`route add default via ${spec.gateway}`);
+      await ipBatch(host.exec, lines);
       if (spec.router || spec.balancer) await setSysctl(host.exec, 'net.ipv4.ip_forward', 1);
       if (spec.balancer) await setUpBalancer(host, spec.balancer, backend);
-    }
+    }));
     return hosts;
   } catch (e) {
     for (const h of hosts.values()) h.dispose();
     throw e;
   }
+}
+
+/** Runs `ip` commands in one process (`ip -batch -`, one per line), stopping at the first that fails. */
+async function ipBatch(exec: Exec, lines: readonly string[]): Promise<void> {
+  // Names and addresses are validated (validateTopology): no line can carry a newline or a quote.
+  await exec(['ip', '-batch', '-'], { input: `${lines.join('\n')}\n` });
 }
 
 /** The nft table of a balancer: its own, apart from the lab's fault rules (`inet tcplab`). */
