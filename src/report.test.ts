@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ScenarioResult } from './lab/runner';
-import { formatFigures, formatMatrices, formatProbeTable, formatProbeTimeline, formatSeries, headline } from './report';
+import { formatFigures, formatForgotten, formatMatrices, formatProbeTable, formatProbeTimeline, formatSeries, headline } from './report';
 
 test('a TIME-WAIT series draws as a rising curve with its peak and when', () => {
   const line = formatSeries([[0.1, 0], [0.3, 4], [0.5, 10]], 1.0, 10);
@@ -91,4 +91,17 @@ test('the probes timeline: idle bar, the balancer forgetting the flow, then the 
   assert.match(failed, /✗ ECONNRESET$/);
   assert.ok(!lines.find((l) => l.startsWith('vip ka on 6 s'))!.includes('×'), 'keepalive: never forgotten');
   assert.ok(!lines.some((l) => l.startsWith('vip ka off 0 s')), 'a cell that never idled has no bar');
+});
+
+test('what the balancer forgot: each timed-out flow, its DNAT, when from the start', () => {
+  const lines = formatForgotten([
+    { t: 10, proc: 'lab', type: 'begin', source: 'lab' },
+    { t: 13.48, proc: 'lb', type: 'flow-gone', source: 'conntrack', flow: '198.18.0.2:54020>198.18.1.2:7000', to: '198.18.1.2:7000', why: 'timed out in ESTABLISHED' },
+    { t: 13.68, proc: 'lb', type: 'flow-gone', source: 'conntrack', flow: '198.18.0.2:59772>198.18.0.10:80', to: '198.18.1.2:7000', why: 'timed out in ESTABLISHED' },
+    { t: 14, proc: 'lb', type: 'flow-gone', source: 'conntrack', flow: '198.18.0.2:1>198.18.0.10:80', to: '198.18.1.3:7000', why: 'removed' },
+  ]);
+  assert.deepEqual(lines, [
+    'lb: 198.18.0.2:54020>198.18.1.2:7000, timed out in ESTABLISHED at 3.48 s',
+    'lb: 198.18.0.2:59772>198.18.0.10:80, DNAT to 198.18.1.2:7000, timed out in ESTABLISHED at 3.68 s',
+  ]);
 });

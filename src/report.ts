@@ -31,7 +31,8 @@ export function formatResult(r: ScenarioResult, options: { explain?: boolean; co
   for (const line of formatProbeTable(r.events)) lines.push(`     ${line}`);
   if (options.explain) for (const line of formatProbeTimeline(r.events)) lines.push(`     ${line}`);
   for (const [name, points] of Object.entries(r.series)) lines.push(`     ${name.padEnd(9)} ${formatSeries(points, r.wallSeconds)}`);
-  for (const a of r.applied) lines.push(`     applied   ${a.command}${a.packets === null ? '' : `   (${a.packets} packets matched)`}`);
+  for (const a of r.applied) lines.push(`     applied   ${a.command}${a.packets === null ? '' : `   (${a.packets} packet${a.packets === 1 ? '' : 's'} matched)`}`);
+  for (const line of formatForgotten(r.events)) lines.push(`     forgotten ${line}`);
   const sysctls = Object.entries(r.sysctls);
   if (sysctls.length) lines.push(`     timers    ${sysctls.map(([k, v]) => `${k}=${v}`).join(', ')}`);
   lines.push(`     defaults  ${humanDuration(r.defaults.seconds)} with the kernel's default timers: ${r.defaults.how}`);
@@ -187,5 +188,21 @@ export function formatProbeTimeline(events: readonly Ev[], width = 48): string[]
     const label = `${r.e.target} ka ${r.e.keepalive ? 'on' : 'off'} ${r.e.sleep} s`;
     out.push(`${label.padEnd(22)}${line.join('').trimEnd()}${r.e.ok ? '' : ` ${String(r.e.name ?? 'failed')}`}`);
   }
+  return out;
+}
+
+/**
+ * What a middlebox forgot, from its flow table: each flow that timed out, where it went and
+ * when (seconds from the run's start), as a person reading `conntrack -L` twice would say it.
+ */
+export function formatForgotten(events: readonly Ev[], most = 4): string[] {
+  const start = events.find((e) => e.proc === 'lab' && e.type === 'begin')?.t ?? events[0]?.t ?? 0;
+  const gone = events.filter((e) => e.source === 'conntrack' && e.type === 'flow-gone' && String(e.why ?? '').startsWith('timed out'));
+  const out = gone.slice(0, most).map((e) => {
+    // The reply comes from where the flow really went: another address than asked is a DNAT.
+    const nat = String(e.flow).split('>')[1] !== e.to ? `, DNAT to ${e.to}` : '';
+    return `${e.proc}: ${e.flow}${nat}, ${e.why} at ${(e.t - start).toFixed(2)} s`;
+  });
+  if (gone.length > most) out.push(`... and ${gone.length - most} more flows`);
   return out;
 }
