@@ -435,7 +435,6 @@ class ScenarioRun {
         const applied = this.applied.get(a.remove);
         if (!applied) throw new LabError(`no applied rule ${a.remove} to remove`, { field: 'remove', value: a.remove });
         await this.rulesFor(applied.host).remove(applied);
-        this.applied.delete(a.remove);
         this.mark('removed', { rule: a.remove }, t);
       } else if ('kill' in a) {
         const proc = this.procs.get(a.kill);

@@ -153,9 +153,6 @@ export class LabHost {
   }
 }
 
-/** The hosts of a built topology, by name. */
-export type Hosts = ReadonlyMap<string, LabHost>;
-
 /** Builds the topology inside the sandbox: bridges, hosts, veths, addresses, routes, balancers. */
 export async function buildTopology(sandbox: Sandbox, t: Topology, log: Logger, backend: Backend = 'iptables'): Promise<Map<string, LabHost>> {
   validateTopology(t);
