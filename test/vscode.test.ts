@@ -6,14 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  activityItem, findTools, installVsix, openWorkbench, processTree, runCommand, startCodeServer, terminalText,
+  activityItem, e2eFolders, findTools, installVsix, openWorkbench, processTree, runCommand, startCodeServer, terminalText,
   type CodeServer, type PwPage, type Workbench,
 } from './e2e/codeServer';
-import { extensionHostPid, row, runFromView, toast, waitFor } from './e2e/view';
+import { extensionHostPid, row, runFromView, showLogLine, toast, waitFor } from './e2e/view';
 import { ensureTestUser, isRoot, ROOT, settledLeftovers, TEST_USER, testUserIds } from './support/lab';
 
 const tools = findTools();
@@ -58,13 +57,7 @@ async function endToEnd(as: 'root' | 'user'): Promise<void> {
   mkdirSync(shots, { recursive: true });
   const shot = (page: PwPage, name: string) => page.screenshot({ path: join(shots, `${name}.png`) }).then(() => undefined, () => undefined);
   const user = as === 'user' ? testUser() : undefined;
-  const root = mkdtempSync(join(tmpdir(), 'tcplab-e2e-'));
-  // The user must reach its data, extensions and workspace folders below this one.
-  chmodSync(root, 0o755);
-  const dataDir = join(root, 'data');
-  const extensionsDir = join(root, 'ext');
-  const workspace = join(root, 'ws');
-  mkdirSync(workspace, { recursive: true });
+  const { root, dataDir, extensionsDir, workspace } = e2eFolders('tcplab-e2e-');
   let server: CodeServer | undefined;
   let wb: Workbench | undefined;
   try {
@@ -93,17 +86,7 @@ async function endToEnd(as: 'root' | 'user'): Promise<void> {
 
     // The activation, as the extension logs it in its output channel ("activated in N ms").
     const activation = await step('read the activation time from the TCP Lab log', async () => {
-      const line = page.locator('.part.panel .view-lines .view-line').filter({ hasText: 'activated in' }).first();
-      // Once more if the Output view did not come up (seen once, on a loaded machine).
-      for (let attempt = 1; ; attempt++) {
-        await runCommand(page, 'TCP Lab: Show Log');
-        try {
-          await line.waitFor({ state: 'visible', timeout: 10_000 });
-          break;
-        } catch (e) {
-          if (attempt === 2) throw e;
-        }
-      }
+      const line = await showLogLine(page, 'activated in');
       // Monaco renders spaces as no-break spaces.
       return ((await line.textContent()) ?? '').replace(/\u00a0/g, ' ');
     });

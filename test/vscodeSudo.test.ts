@@ -22,7 +22,7 @@ import { findTools, openWorkbench, processTree, runCommand, type PwPage } from '
 import {
   answer, BOX_TITLE, buildVsix, helperProcesses, openAsUser, passwordBox, PROMPT, setChannelLogLevel, type UserWindow,
 } from './e2e/sudoWindow';
-import { extensionHostPid, pageLeaks, pageText, quickInput, row, runFromView, toast, waitFor } from './e2e/view';
+import { extensionHostPid, pageLeaks, pageText, quickInput, row, runFromView, showLogLine, toast, waitFor } from './e2e/view';
 import { ensureTestUser, isRoot, ROOT, settledLeftovers, TEST_USER, testUserIds } from './support/lab';
 import {
   alive, DROP_IN, fileLeaks, installSudo, NoUserNamespaces, processLeaks, restorePassword, setPassword, uidOf, writeSudoers,
@@ -177,19 +177,7 @@ describe('the sudo path in VS Code', { skip }, () => {
       await shot(page, '04-reject-tcp-reset-no-box');
 
       // The TCP Lab output, as a person opens it: the verdicts are there, the passwords are not.
-      await step('open the TCP Lab output', async () => {
-        const line = page.locator('.part.panel .view-lines .view-line').filter({ hasText: 'PASS reject-tcp-reset' }).first();
-        // Once more if the Output view did not come up (test/vscode.test.ts saw it once).
-        for (let attempt = 1; ; attempt++) {
-          await runCommand(page, 'TCP Lab: Show Log');
-          try {
-            await line.waitFor({ state: 'visible', timeout: 10_000 });
-            break;
-          } catch (e) {
-            if (attempt === 2) throw e;
-          }
-        }
-      });
+      await step('open the TCP Lab output', () => showLogLine(page, 'PASS reject-tcp-reset'));
       await shot(page, '05-output');
       const output = (await page.locator('.part.panel .view-lines').first().innerText()).replace(/\u00a0/g, ' ');
       for (const secret of [password, wrong]) assert.ok(!output.includes(secret), 'the TCP Lab output does not show a password');

@@ -3,7 +3,7 @@
 // dependency of the repo, so playwright-core is imported by path at run time and
 // typed with the few members we use (the repo's tsconfig has no DOM lib either).
 import { spawn, execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -394,4 +394,14 @@ export async function terminalText(page: PwPage): Promise<string> {
     const rows = document.querySelectorAll('.terminal-wrapper.active .xterm-rows > div');
     return Array.from(rows, (r) => r.textContent.replace(/\\u00a0/g, ' ').trimEnd()).join('\\n');
   })()`);
+}
+
+/** A code-server's folders for one test: its data, extensions and workspace, below a root the test user can reach. */
+export function e2eFolders(prefix: string): { root: string; dataDir: string; extensionsDir: string; workspace: string } {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  // The user must reach its data, extensions and workspace folders below this one.
+  chmodSync(root, 0o755);
+  const workspace = join(root, 'ws');
+  mkdirSync(workspace, { recursive: true });
+  return { root, dataDir: join(root, 'data'), extensionsDir: join(root, 'ext'), workspace };
 }

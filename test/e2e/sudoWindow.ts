@@ -3,11 +3,10 @@
 // helper and its sudo among the window's processes, and the TCP Lab log level set by hand.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import {
-  activityItem, installVsix, openWorkbench, processTree, runCommand, startCodeServer,
+  activityItem, e2eFolders, installVsix, openWorkbench, processTree, runCommand, startCodeServer,
   type CodeServer, type PwPage, type Workbench,
 } from './codeServer';
 import { quickInput, row } from './view';
@@ -49,13 +48,7 @@ export async function openAsUser(o: {
   prefix?: readonly string[];
   step: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
 }): Promise<UserWindow> {
-  const root = mkdtempSync(join(tmpdir(), 'tcplab-e2e-sudo-'));
-  // The user must reach its data, extensions and workspace folders below this one.
-  chmodSync(root, 0o755);
-  const dataDir = join(root, 'data');
-  const extensionsDir = join(root, 'ext');
-  const workspace = join(root, 'ws');
-  mkdirSync(workspace, { recursive: true });
+  const { root, dataDir, extensionsDir, workspace } = e2eFolders('tcplab-e2e-sudo-');
   let server: CodeServer | undefined;
   let wb: Workbench | undefined;
   const logFiles = () => existsSync(dataDir)

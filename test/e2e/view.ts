@@ -1,7 +1,7 @@
 // The workbench as a user meets it in the TCP Lab tests: rows of the view, toasts, a scenario
 // run from its inline ▶, the quick input, the extension host. Shared by the e2e test files.
 import { readFileSync } from 'node:fs';
-import { processTree, type CodeServer, type PwLocator, type PwPage } from './codeServer';
+import { processTree, runCommand, type CodeServer, type PwLocator, type PwPage } from './codeServer';
 
 export function row(page: PwPage, text: string | RegExp): PwLocator {
   return page.locator('.pane-body .monaco-list-row').filter({ hasText: text }).first();
@@ -92,4 +92,22 @@ export async function pageText(page: PwPage): Promise<{ where: string; text: str
 /** Where in the page `secret` is (none: an empty list). */
 export async function pageLeaks(page: PwPage, secret: string): Promise<string[]> {
   return (await pageText(page)).filter((p) => p.text.includes(secret)).map((p) => p.where);
+}
+
+/**
+ * Opens the TCP Lab output (*TCP Lab: Show Log*) and waits for a line holding `text`. Once
+ * more if the Output view did not come up: code-server sometimes ignores the first Show Log
+ * (seen on a loaded machine).
+ */
+export async function showLogLine(page: PwPage, text: string): Promise<PwLocator> {
+  const line = page.locator('.part.panel .view-lines .view-line').filter({ hasText: text }).first();
+  for (let attempt = 1; ; attempt++) {
+    await runCommand(page, 'TCP Lab: Show Log');
+    try {
+      await line.waitFor({ state: 'visible', timeout: 10_000 });
+      return line;
+    } catch (e) {
+      if (attempt === 2) throw e;
+    }
+  }
 }
