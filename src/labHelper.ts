@@ -60,8 +60,13 @@ const log = logger();
  * The user who ran sudo (sudo sets SUDO_UID and SUDO_GID): the programs of a run go back to
  * them, so their own command is never run as root by the lab. None when root ran the helper.
  */
-const programsAs = ((uid, gid) => (uid > 0 && Number.isInteger(uid) && gid >= 0 && Number.isInteger(gid) ? { uid, gid } : undefined))(
-  Number(process.env.SUDO_UID ?? NaN), Number(process.env.SUDO_GID ?? NaN));
+const programsAs = sudoUser(process.env);
+
+function sudoUser(env: NodeJS.ProcessEnv): { uid: number; gid: number } | undefined {
+  const uid = Number(env.SUDO_UID ?? NaN);
+  const gid = Number(env.SUDO_GID ?? NaN);
+  return Number.isInteger(uid) && uid > 0 && Number.isInteger(gid) && gid >= 0 ? { uid, gid } : undefined;
+}
 
 function startRun(runId: string, scenario: Scenario, options: HelperRunOptions): void {
   if (shuttingDown) {

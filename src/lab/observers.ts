@@ -68,8 +68,9 @@ export class RunObservers {
    * middlebox.
    */
   async start(places: readonly WatchedPlace[], middleboxes: readonly { name: string; pid: number }[] = []): Promise<void> {
+    const tag = (place: WatchedPlace) => (e: TimelineEvent): TimelineEvent => (place.name ? { ...e, at: place.name } : e);
     for (const place of places) {
-      const tag = (e: TimelineEvent): TimelineEvent => (place.name ? { ...e, at: place.name } : e);
+      const tagged = tag(place);
       const monitor = new SocketMonitor({
         exec: place.exec,
         enter: (argv) => place.enter(argv),
@@ -77,7 +78,7 @@ export class RunObservers {
         log: this.options.log,
         interval: this.options.pollInterval ?? 100,
         processes: true,
-        onEvent: (e) => this.observe(tag(e)),
+        onEvent: (e) => this.observe(tagged(e)),
         onSnapshot: this.options.onSnapshot,
       }).start();
       this.monitors.push(monitor);
@@ -90,19 +91,25 @@ export class RunObservers {
     }
     const method = this.options.capture ?? 'auto';
     if (method === 'off') return;
-    for (const place of places) {
-      try {
-        this.captures.push(await PacketCapture.start({
-          sandbox: place, log: this.options.log, method, python: this.options.python,
-          ...(place.name ? { interface: 'any' } : {}),
-          onEvent: (e) => this.observe(place.name ? { ...e, at: place.name } : e),
-          onStopped: (why) => this.notes.push(`packet capture${place.name ? ` on ${place.name}` : ''} stopped early: ${why}`),
-        }));
-      } catch (e) {
-        // A missing capturer costs the packets, not the run.
-        this.notes.push(`no packets on the timeline${place.name ? ` from ${place.name}` : ''}: ${e instanceof LabError ? e.describe() : e instanceof Error ? e.message : e}`);
-        return;
+    // Side by side: each capture resolves once its capturer listens.
+    const started = await Promise.allSettled(places.map((place) => {
+      const tagged = tag(place);
+      return PacketCapture.start({
+        sandbox: place, log: this.options.log, method, python: this.options.python,
+        ...(place.name ? { interface: 'any' } : {}),
+        onEvent: (e) => this.observe(tagged(e)),
+        onStopped: (why) => this.notes.push(`packet capture${place.name ? ` on ${place.name}` : ''} stopped early: ${why}`),
+      });
+    }));
+    for (const [i, r] of started.entries()) {
+      if (r.status === 'fulfilled') {
+        this.captures.push(r.value);
+        continue;
       }
+      // A missing capturer costs the packets, not the run.
+      const e: unknown = r.reason;
+      const from = places[i]!.name ? ` from ${places[i]!.name}` : '';
+      this.notes.push(`no packets on the timeline${from}: ${e instanceof LabError ? e.describe() : e instanceof Error ? e.message : e}`);
     }
   }
 

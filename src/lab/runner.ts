@@ -163,8 +163,8 @@ class ScenarioRun {
   private sandbox: Sandbox | undefined;
   /** The hosts of the scenario's topology; none: everything runs in the sandbox. */
   private hosts = new Map<string, LabHost>();
-  /** A rule set per firewall: '' is the sandbox's, else a host's. */
-  private readonly rulesets = new Map<string, RuleSet>();
+  /** A rule set per firewall: the sandbox's, or each host's. */
+  private readonly rulesets = new Map<Sandbox | LabHost, RuleSet>();
   private readonly balancerRules: BalancerRule[] = [];
   private socketPath = '';
   private runDir = '';
@@ -237,7 +237,7 @@ class ScenarioRun {
     const sysctls = { ...s.sysctls, ...this.options.sysctls };
     if (s.topology) {
       // Before any timer: setSysctl below sets each on every host.
-      this.hosts = await buildTopology(sandbox, s.topology, this.log, this.options.firewall ?? 'iptables');
+      this.hosts = await buildTopology(sandbox, s.topology, this.log, this.firewall);
       this.store.add({ dispose: () => { for (const h of this.hosts.values()) h.dispose(); } });
     }
     // The timers of the host whose programs fail: the client's.
@@ -347,13 +347,17 @@ class ScenarioRun {
 
   /** The rule set of a host's firewall (or the sandbox's), made on first use. */
   private rulesFor(host: string | undefined): RuleSet {
-    const key = this.scenario.topology ? host ?? '' : '';
-    let set = this.rulesets.get(key);
+    const place = this.place(host);
+    let set = this.rulesets.get(place);
     if (!set) {
-      set = new RuleSet(this.place(this.scenario.topology ? host : undefined).exec, this.options.firewall ?? 'iptables', this.log);
-      this.rulesets.set(key, set);
+      set = new RuleSet(place.exec, this.firewall, this.log);
+      this.rulesets.set(place, set);
     }
     return set;
+  }
+
+  private get firewall(): Backend {
+    return this.options.firewall ?? 'iptables';
   }
 
   private async ruleCounters(): Promise<Map<string, { packets: number; bytes: number }>> {
@@ -494,7 +498,7 @@ class ScenarioRun {
       const host = this.hosts.get(spec.name);
       if (!spec.balancer || !host) continue;
       try {
-        this.balancerRules.push(...await balancerCounters(host, spec.balancer, this.options.firewall ?? 'iptables'));
+        this.balancerRules.push(...await balancerCounters(host, spec.balancer, this.firewall));
       } catch (e) {
         this.log.warn(`[${this.scenario.id}] could not read ${spec.name}'s rules: ${e instanceof Error ? e.message : e}`);
       }

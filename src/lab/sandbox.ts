@@ -37,7 +37,7 @@ export class Sandbox {
     readonly pid: number,
     /** Whether sub-ids are mapped (`--map-auto`): tcpdump can then drop privileges inside. */
     readonly mappedSubIds: boolean,
-    private readonly holder: ChildProcessByStdio<Writable, Readable, Readable>,
+    private readonly holder: Holder,
     private readonly log: Logger,
     readonly label: string,
   ) {
@@ -57,34 +57,17 @@ export class Sandbox {
     ];
     const label = options.label ?? 'lab';
     log.command(argv, label);
-    const holder = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: labEnv() });
-    let stderr = '';
-    holder.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    // `cat` echoes the line back once it runs inside the new namespaces: that is the signal
-    // that unshare has finished setting them up.
-    const ready = new Promise<void>((resolve, reject) => {
-      holder.once('error', (e: NodeJS.ErrnoException) =>
-        reject(e.code === 'ENOENT'
-          ? new LabError('unshare is not installed', { hint: 'install it: apt-get install util-linux' })
-          : e));
-      holder.once('exit', (code) => reject(unshareFailure(code, stderr, mode)));
-      holder.stdout.once('data', () => resolve());
-    });
-    holder.stdin.on('error', () => { /* the exit handler reports why */ });
-    holder.stdin.write('ready\n');
+    let holder: Holder;
     try {
-      await ready;
+      holder = await startHolder(argv);
     } catch (e) {
       // A refused namespace can strand unshare's --map-auto helper, which holds our end of the
       // pipes: without this, this process could never exit (its event loop waits on them).
-      holder.stdin.destroy();
-      holder.stdout.destroy();
-      holder.stderr.destroy();
       killStrandedUnshares(argv);
-      throw e;
+      if (!(e instanceof HolderExit)) throw e;
+      if (e.error?.code === 'ENOENT') throw new LabError('unshare is not installed', { hint: 'install it: apt-get install util-linux' });
+      throw e.error ?? unshareFailure(e.code, e.stderr, mode);
     }
-    holder.removeAllListeners('exit');
-    holder.stdout.resume();
     const pid = initPid(holder.pid!);
     const sandbox = new Sandbox(mode, pid, mapAuto, holder, log, label);
     try {
@@ -122,6 +105,44 @@ export class Sandbox {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/** A process holding namespaces open: `cat` reading a pipe this process writes to. */
+export type Holder = ChildProcessByStdio<Writable, Readable, Readable>;
+
+/** The holder exited (or could not be spawned) before it was up: its exit code and stderr. */
+export class HolderExit extends Error {
+  constructor(readonly code: number | null, readonly stderr: string, readonly error?: NodeJS.ErrnoException) {
+    super(error ? error.message : `exit ${code}: ${stderr.trim() || 'no message'}`);
+  }
+}
+
+/**
+ * Spawns a namespace holder (`... cat`, for the sandbox or one of its hosts) and resolves once
+ * `cat` echoes a line back: it runs inside its new namespaces. Rejects with a HolderExit when
+ * it dies first; its pipes are then closed, so nothing of it keeps this process alive.
+ */
+export async function startHolder(argv: readonly string[]): Promise<Holder> {
+  const holder = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: labEnv() });
+  let stderr = '';
+  holder.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  holder.stdin.on('error', () => { /* the exit handler says why */ });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      holder.once('error', (e: NodeJS.ErrnoException) => reject(new HolderExit(null, stderr, e)));
+      holder.once('exit', (code) => reject(new HolderExit(code, stderr)));
+      holder.stdout.once('data', () => resolve());
+      holder.stdin.write('ready\n');
+    });
+  } catch (e) {
+    holder.stdin.destroy();
+    holder.stdout.destroy();
+    holder.stderr.destroy();
+    throw e;
+  }
+  holder.removeAllListeners('exit');
+  holder.stdout.resume();
+  return holder;
 }
 
 function resolveMode(mode: 'auto' | SandboxMode): SandboxMode {

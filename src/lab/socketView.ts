@@ -92,22 +92,17 @@ export async function readSockets(target: SocketViewTarget, options: ReadSockets
  * by the host's name as `ip netns exec NAME ss` would be run by hand.
  */
 async function readHosts(lab: LabHandle, exec: Exec, options: ReadSocketsOptions, t0: number): Promise<SocketReading> {
-  const blocks: string[] = [];
-  const rows: SsSocket[] = [];
-  const warnings: string[] = [];
-  let first: string[] | undefined;
-  for (const host of lab.hosts ?? []) {
-    const argv = enterLab({ mode: lab.mode, pid: host.pid }, ['ss', SS_FLAGS]);
-    first ??= argv;
-    const out = await exec(argv, { timeoutMs: options.timeoutMs ?? 5000 });
-    blocks.push(`# host ${host.name}\n${out.stdout.trimEnd()}`);
-    rows.push(...parseSs(out.stdout).sockets);
-    if (out.stderr.trim()) warnings.push(out.stderr);
-  }
-  const names = (lab.hosts ?? []).map((h) => h.name).join(', ');
+  const hosts = lab.hosts ?? [];
+  const argvs = hosts.map((host) => enterLab({ mode: lab.mode, pid: host.pid }, ['ss', SS_FLAGS]));
+  // The hosts side by side; their blocks in the topology's order.
+  const outs = await Promise.all(argvs.map((argv) => exec(argv, { timeoutMs: options.timeoutMs ?? 5000 })));
   return {
-    raw: `${blocks.join('\n\n')}\n`, rows, tookMs: (monotonic() - t0) * 1000, argv: first ?? [],
-    where: `inside the lab's ${lab.hosts?.length} hosts (${names}; ${lab.mode}), one ss per host`, warnings: distinctLines(warnings.join('\n')),
+    raw: `${outs.map((out, i) => `# host ${hosts[i]!.name}\n${out.stdout.trimEnd()}`).join('\n\n')}\n`,
+    rows: outs.flatMap((out) => parseSs(out.stdout).sockets),
+    tookMs: (monotonic() - t0) * 1000,
+    argv: argvs[0] ?? [],
+    where: `inside the lab's ${hosts.length} hosts (${hosts.map((h) => h.name).join(', ')}; ${lab.mode}), one ss per host`,
+    warnings: distinctLines(outs.map((out) => out.stderr).join('\n')),
   };
 }
 

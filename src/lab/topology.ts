@@ -1,11 +1,9 @@
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { Readable, Writable } from 'node:stream';
 import { LabError } from './errors';
-import { hostExec, labEnv, type Exec } from './exec';
+import { hostExec, type Exec } from './exec';
 import { quoteArg, type Logger } from './log';
 import { enterLab } from './nsEnter';
-import { firstChild, type Sandbox, type SandboxMode } from './sandbox';
+import { firstChild, startHolder, type Holder, type Sandbox, type SandboxMode } from './sandbox';
 import { parseIptablesListing, parseNftListing, type Backend } from './rulesBackend';
 import { setSysctl, type SysctlValue } from './sysctl';
 
@@ -133,7 +131,7 @@ export class LabHost {
     readonly nsPid: number,
     /** As the sandbox's: a capture inside the host drops privileges the same way. */
     readonly mappedSubIds: boolean,
-    private readonly holder: ChildProcessByStdio<Writable, Readable, Readable>,
+    private readonly holder: Holder,
     log: Logger,
     label: string,
   ) {
@@ -298,18 +296,12 @@ async function setUpBalancer(host: LabHost, b: BalancerSpec, backend: Backend): 
 async function startHost(sandbox: Sandbox, name: string, log: Logger): Promise<LabHost> {
   const argv = sandbox.enter(['unshare', '--net', 'cat']);
   log.command(argv, `${sandbox.label}/${name}`);
-  const holder = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: labEnv() });
-  let stderr = '';
-  holder.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  holder.stdin.on('error', () => { /* the exit handler says why */ });
-  await new Promise<void>((resolve, reject) => {
-    holder.once('error', reject);
-    holder.once('exit', (code) => reject(new LabError(`host ${name} could not start (exit ${code}): ${stderr.trim() || 'no message'}`)));
-    holder.stdout.once('data', () => resolve());
-    holder.stdin.write('ready\n');
-  });
-  holder.removeAllListeners('exit');
-  holder.stdout.resume();
+  let holder: Holder;
+  try {
+    holder = await startHolder(argv);
+  } catch (e) {
+    throw new LabError(`host ${name} could not start: ${e instanceof Error ? e.message : e}`);
+  }
   // nsenter forks once (to enter the PID namespace); unshare then execs cat in that child.
   const pid = firstChild(holder.pid!);
   if (pid === undefined) throw new LabError(`cannot find host ${name}'s process under nsenter (pid ${holder.pid})`);

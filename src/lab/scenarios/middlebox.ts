@@ -22,7 +22,7 @@ const KEEP_ALIVE_HEADER = 2;
 /** When the pool closes an idle connection: the advertised timeout less the pool's 1 s margin (Node's agent takes 1 s off too). */
 const POOL_LIMIT = KEEP_ALIVE_HEADER - 1;
 
-function topology(forgotten: BalancerSpec['forgotten']): Topology {
+function topology(forgotten: BalancerSpec['forgotten'], idleTimeout = IDLE_TIMEOUT): Topology {
   return {
     nets: [{ name: 'front' }, { name: 'back' }],
     hosts: [
@@ -31,7 +31,7 @@ function topology(forgotten: BalancerSpec['forgotten']): Topology {
         name: 'lb',
         links: [{ net: 'front', address: '198.18.0.1/24' }, { net: 'back', address: '198.18.1.1/24' }],
         extraAddresses: [`${VIP}/24`],
-        balancer: { vip: VIP, port: VIP_PORT, backends: SERVERS.map((a) => `${a}:${PORT}`), idleTimeout: IDLE_TIMEOUT, forgotten },
+        balancer: { vip: VIP, port: VIP_PORT, backends: SERVERS.map((a) => `${a}:${PORT}`), idleTimeout, forgotten },
       },
       ...SERVERS.map((a, i) => ({ name: `server${i + 1}`, links: [{ net: 'back', address: `${a}/24` }], gateway: '198.18.1.1' })),
     ],
@@ -191,7 +191,7 @@ export const middleboxScenarios: readonly Scenario[] = [
     title: 'The seed\'s experiment: idle times around the timeout, with and without keepalive, via the VIP and direct',
     section: 'middlebox',
     summary: `Connections idle ${MATRIX_SLEEPS.join(', ')} s (the seed's sleeps scaled to a ${MATRIX_IDLE} s timeout) between two requests, each through the VIP and direct to a server, with keepalive off and on; all at once.`,
-    topology: { ...topology('reset'), hosts: topology('reset').hosts.map((h) => (h.balancer ? { ...h, balancer: { ...h.balancer, idleTimeout: MATRIX_IDLE } } : h)) },
+    topology: topology('reset', MATRIX_IDLE),
     procs: [
       ...servers(),
       {
