@@ -22,7 +22,7 @@ import { findTools, openWorkbench, processTree, runCommand, type PwPage } from '
 import {
   answer, BOX_TITLE, buildVsix, helperProcesses, openAsUser, passwordBox, PROMPT, setChannelLogLevel, type UserWindow,
 } from './e2e/sudoWindow';
-import { extensionHostPid, pageLeaks, pageText, quickInput, row, runFromView, showLogLine, toast, waitFor } from './e2e/view';
+import { extensionHostPid, pageLeaks, pageText, quickInput, row, runFromView, runsLogged, showLogLine, toast, waitFor } from './e2e/view';
 import { ensureTestUser, isRoot, ROOT, settledLeftovers, TEST_USER, testUserIds } from './support/lab';
 import {
   alive, DROP_IN, fileLeaks, installSudo, NoUserNamespaces, processLeaks, restorePassword, setPassword, uidOf, writeSudoers,
@@ -49,6 +49,18 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   } finally {
     note(performance.now() - t0, name);
   }
+}
+
+/** Clicks ▶ on a scenario's row until the extension's log says the run began. */
+function runLogged(w: UserWindow, page: PwPage, id: string, section: string): Promise<void> {
+  const before = runsLogged(w.logText(), id);
+  return runFromView(page, id, section, () => runsLogged(w.logText(), id) > before);
+}
+
+/** A failure's message carries the log's last lines: CI's summary shows the message, not the console. */
+function withLog(e: unknown, w: UserWindow | undefined): unknown {
+  if (e instanceof Error && w) e.message += `\nTCP Lab log, last lines:\n${w.logText().trim().split('\n').slice(-12).join('\n')}`;
+  return e;
 }
 
 /**
@@ -124,7 +136,7 @@ describe('the sudo path in VS Code', { skip }, () => {
       // A wrong password: sudo refuses it (pam_unix waits about 2 s), the run fails in words
       // that say whose password sudo wants, and no helper, sudo or lab is left.
       await step('connect-refused: click ▶ until the password box shows', async () => {
-        await runFromView(page, 'connect-refused', 'A. Connect phase');
+        await runLogged(w!, page, 'connect-refused', 'A. Connect phase');
         await passwordBox(page, PROMPT.sudo);
       });
       await shot(page, '01-password-box');
@@ -142,7 +154,7 @@ describe('the sudo path in VS Code', { skip }, () => {
 
       // Again, with the right password: the helper starts as root and runs the lab.
       await step('connect-refused again: the box shows again', async () => {
-        await runFromView(page, 'connect-refused', 'A. Connect phase');
+        await runLogged(w!, page, 'connect-refused', 'A. Connect phase');
         await passwordBox(page, PROMPT.sudo);
       });
       const entered = await answer(page, password);
@@ -165,7 +177,7 @@ describe('the sudo path in VS Code', { skip }, () => {
       // The second run asks nothing: it runs in the same helper. The box would stay open until
       // answered (ignoreFocusOut), so a PASS with the box never seen means it never came.
       await step('reject-tcp-reset: click ▶ until PASS, no password asked', async () => {
-        await runFromView(page, 'reject-tcp-reset', 'A. Connect phase');
+        await runLogged(w!, page, 'reject-tcp-reset', 'A. Connect phase');
         const pass = toast(page, 'PASS reject-tcp-reset: ECONNREFUSED (111)');
         await waitFor('the PASS of reject-tcp-reset', async () => {
           assert.equal(await quickInput(page, BOX_TITLE).isVisible(), false, 'the password is asked once per window');
@@ -255,7 +267,7 @@ describe('the sudo path in VS Code', { skip }, () => {
     } catch (e) {
       if (w?.wb) await shot(w.wb.page, 'failure');
       if (w) console.log(`${w.server?.output().slice(-3000)}\nTCP Lab log:\n${w.logText().split('\n').slice(-40).join('\n')}`);
-      throw e;
+      throw withLog(e, w);
     } finally {
       await w?.dispose();
     }
@@ -274,7 +286,7 @@ describe('the sudo path in VS Code', { skip }, () => {
       assert.ok(host, 'the extension host runs');
       assert.equal(readlinkSync(`/proc/${host}/ns/user`), readlinkSync(`/proc/${ns.pid}/ns/user`), 'the extension host is in the namespace that allows no user namespace');
       await step('auto, no user namespaces: click ▶ until the password box shows', async () => {
-        await runFromView(page, 'connect-refused', 'A. Connect phase');
+        await runLogged(w!, page, 'connect-refused', 'A. Connect phase');
         // The rootless probe is refused first: the box's prompt says why root is needed.
         await passwordBox(page, PROMPT.auto, 30_000);
       });
@@ -301,7 +313,7 @@ describe('the sudo path in VS Code', { skip }, () => {
     } catch (e) {
       if (w?.wb) await shot(w.wb.page, 'failure-auto');
       if (w) console.log(`${w.server?.output().slice(-3000)}\nTCP Lab log:\n${w.logText().split('\n').slice(-40).join('\n')}`);
-      throw e;
+      throw withLog(e, w);
     } finally {
       await w?.dispose();
       ns.dispose();

@@ -127,11 +127,23 @@ export async function answer(page: PwPage, secret: string): Promise<number> {
 
 /** Developer: Set Log Level..., the channel, the level: as a person sets one output channel's level. */
 export async function setChannelLogLevel(page: PwPage, channel: string, level: 'Trace' | 'Debug'): Promise<void> {
-  await runCommand(page, 'Developer: Set Log Level...', 20_000, level);
-  await page.keyboard.insertText(channel);
-  await page.locator('.quick-input-widget .monaco-list-row').filter({ hasText: channel }).first().click();
+  // The first pick lists the log channels; in code-server it sometimes comes up without an
+  // extension's channel (the list is filled before the channel reached the window): close it
+  // and ask again.
+  const rows = page.locator('.quick-input-widget .monaco-list-row');
+  for (let attempt = 1; ; attempt++) {
+    await runCommand(page, 'Developer: Set Log Level...', 20_000, level);
+    await page.keyboard.insertText(channel);
+    const found = await rows.filter({ hasText: channel }).first().waitFor({ state: 'visible', timeout: 3_000 }).then(() => true, () => false);
+    if (found) break;
+    await page.keyboard.press('Escape');
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 5_000 });
+    if (attempt === 5) throw new Error(`Developer: Set Log Level... did not list the channel ${channel} in 5 tries`);
+    await page.waitForTimeout(1_000);
+  }
+  await rows.filter({ hasText: channel }).first().click();
   // The second pick is the channel's: its placeholder ("<channel>: Select log level") names it.
   await page.waitForFunction(`document.querySelector('.quick-input-widget .quick-input-box input')?.placeholder.includes(${JSON.stringify(`${channel}: `)})`, undefined, { timeout: 5_000 });
-  await page.locator('.quick-input-widget .monaco-list-row').filter({ hasText: level }).first().click();
+  await rows.filter({ hasText: level }).first().click();
   await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 5_000 });
 }
