@@ -42,7 +42,10 @@ export function parseAppEvent(line: string): AppEvent | undefined {
  */
 export class AppEventServer {
   private readonly server: Server;
-  private readonly sockets = new Set<Socket>();
+  /** Each open event stream, and the program it speaks for (from its first event). */
+  private readonly sockets = new Map<Socket, string | undefined>();
+  private readonly closed = new Set<() => void>();
+  private disposed = false;
 
   private constructor(server: Server, readonly path: string) {
     this.server = server;
@@ -52,8 +55,11 @@ export class AppEventServer {
     const server = createServer();
     const self = new AppEventServer(server, path);
     server.on('connection', (socket) => {
-      self.sockets.add(socket);
-      socket.on('close', () => self.sockets.delete(socket));
+      self.sockets.set(socket, undefined);
+      socket.on('close', () => {
+        self.sockets.delete(socket);
+        for (const f of self.closed) f();
+      });
       socket.on('error', () => socket.destroy());
       let buffered = '';
       socket.setEncoding('utf8').on('data', (chunk: string) => {
@@ -64,8 +70,10 @@ export class AppEventServer {
           buffered = buffered.slice(nl + 1);
           if (!line.trim()) continue;
           const event = parseAppEvent(line);
-          if (event) onEvent(event);
-          else log.warn(`ignored a malformed event line: ${line.slice(0, 120)}`);
+          if (event) {
+            if (self.sockets.get(socket) === undefined) self.sockets.set(socket, event.proc);
+            onEvent(event);
+          } else log.warn(`ignored a malformed event line: ${line.slice(0, 120)}`);
         }
         if (buffered.length > MAX_LINE) {
           log.warn('an event line exceeded 64 KiB; closing that event stream');
@@ -80,8 +88,32 @@ export class AppEventServer {
     return self;
   }
 
+  /**
+   * Resolves once every event `proc` wrote has been read: no stream of its own is open, nor
+   * one that has not said whose it is yet. A program's exit is seen through its terminal, its
+   * last events through this socket, and under load the exit can come first: a verdict taken
+   * then would miss the event that decides it. `ms` bounds the wait (a program that forked
+   * a child which kept the stream open, say).
+   */
+  drained(proc: string, ms: number): Promise<void> {
+    const open = () => !this.disposed && [...this.sockets.values()].some((p) => p === undefined || p === proc);
+    if (!open()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.closed.delete(check);
+        resolve();
+      };
+      const check = () => { if (!open()) done(); };
+      const timer = setTimeout(done, ms);
+      this.closed.add(check);
+    });
+  }
+
   dispose(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
+    this.disposed = true;
+    for (const s of this.sockets.keys()) s.destroy();
+    for (const f of [...this.closed]) f();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }

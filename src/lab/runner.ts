@@ -23,7 +23,7 @@ import type { TcpState } from './ss';
 import { readTimers, setSysctl, type SysctlValue } from './sysctl';
 import { makeRunDir } from './tempDirs';
 import { LINUX_DEFAULTS, type KernelTimers } from './timers';
-import { computeStat, DELIVERY_GRACE, evaluate, matches, type CheckResult, type Evaluation } from './verdict';
+import { computeStat, evaluate, matches, type CheckResult, type Evaluation } from './verdict';
 
 export interface RunOptions {
   log: Logger;
@@ -80,6 +80,7 @@ export interface LiveLab {
 
 export interface Progress {
   id: string;
+  /** Seconds since the programs started: the clock the scenario's deadline runs on. */
   elapsed: number;
   /** What the run waits for, as a person says it. */
   waitingFor: string | null;
@@ -150,12 +151,19 @@ export async function runScenario(scenario: Scenario, options: RunOptions): Prom
   }
 }
 
+/** The longest a program's exit waits for its event stream to close (a child holding it open). */
+const EVENTS_DRAIN_MS = 2000;
+/** After the last client's events are read: time for the other programs' last events. */
+const EXIT_GRACE = 0.3;
+
 class ScenarioRun {
   private readonly store = new DisposableStore();
   private readonly observers: RunObservers;
   private readonly procs = new Map<string, LabProcess>();
+  /** Programs that exited and whose last events have been read: nothing more will come from them. */
   private readonly exited = new Set<string>();
   private lastExit = 0;
+  private appEvents: AppEventServer | undefined;
   private readonly outputs: Record<string, string> = {};
   private readonly applied = new Map<string, AppliedRule & { host?: string }>();
   private readonly sysctlsSet: Record<string, string> = {};
@@ -257,7 +265,7 @@ class ScenarioRun {
     const dir = (this.runDir = makeRunDir());
     this.store.add({ dispose: () => rmSync(dir, { recursive: true, force: true }) });
     this.socketPath = join(dir, 'events.sock');
-    this.store.add(await AppEventServer.listen(this.socketPath, (e) => this.record(e), this.log));
+    this.store.add((this.appEvents = await AppEventServer.listen(this.socketPath, (e) => this.record(e), this.log)));
     const as = this.options.programsAs;
     // The programs' folder and event socket become theirs (a socket is connected to by write permission).
     if (as) for (const path of [dir, this.socketPath]) chownSync(path, as.uid, as.gid);
@@ -306,11 +314,15 @@ class ScenarioRun {
     this.options.onProcess?.(proc);
     proc.onExit(() => {
       this.outputs[spec.name] = (this.outputs[spec.name] ?? '') + proc.output;
-      if (this.procs.get(spec.name) === proc) this.exited.add(spec.name);
-      this.lastExit = monotonic();
       const info = proc.exitInfo;
-      this.mark('exited', { target: spec.name, code: info?.code ?? null, signal: info?.signal || null }, this.lastExit);
-      this.wake?.();
+      this.mark('exited', { target: spec.name, code: info?.code ?? null, signal: info?.signal || null }, monotonic());
+      // Gone for the verdict once its event stream is read to the end: the terminal can report
+      // the exit before the socket delivers the program's last events.
+      void (this.appEvents?.drained(spec.name, EVENTS_DRAIN_MS) ?? Promise.resolve()).then(() => {
+        if (this.procs.get(spec.name) === proc) this.exited.add(spec.name);
+        this.lastExit = monotonic();
+        this.wake?.();
+      });
     });
     if (!LISTENERS.has(spec.program)) return;
     const deadline = monotonic() + 5;
@@ -459,15 +471,19 @@ class ScenarioRun {
   private async watch(started: number): Promise<Evaluation> {
     const s = this.scenario;
     const timers = this.inForce!;
-    const deadline = started + (typeof s.deadline === 'function' ? s.deadline(timers) : s.deadline);
+    // The deadline's clock starts now, with the programs running: building the lab took seconds
+    // on a loaded machine, and a scenario's time is for what its programs do.
+    const watching = monotonic();
+    const deadline = watching + (typeof s.deadline === 'function' ? s.deadline(timers) : s.deadline);
     const clients = s.procs.filter((p) => !LISTENERS.has(p.program)).map((p) => p.name);
     let lastProgress = 0;
     for (;;) {
       if (this.actionError) throw this.actionError;
       const now = monotonic();
       const cancelled = this.options.signal?.aborted ?? false;
-      // Once every client has exited (and its last events had time to arrive), nothing more will come.
-      const clientsGone = !s.openEnded && clients.every((n) => this.exited.has(n)) && now - this.lastExit > DELIVERY_GRACE;
+      // Once every client has exited and its events are read (and the servers' answers to its
+      // last packets had a moment to arrive), nothing more will come.
+      const clientsGone = !s.openEnded && clients.every((n) => this.exited.has(n)) && now - this.lastExit > EXIT_GRACE;
       const finished = now >= deadline || cancelled || clientsGone;
       // Every source's last word before judging: the monitor may be between two polls.
       if (finished) await this.observers.settle(this.sandbox?.alive ?? false);
@@ -481,7 +497,7 @@ class ScenarioRun {
         lastProgress = now;
         const waiting = ev.checks.find((c) => c.status === 'pending');
         // A stat's band is in its own unit (ms, sockets), not seconds from now: not a time to wait for.
-        this.options.onProgress({ id: s.id, elapsed: now - started, waitingFor: waiting?.says ?? null, band: waiting?.unit ? null : waiting?.band ?? null, since: waiting?.since ?? null });
+        this.options.onProgress({ id: s.id, elapsed: now - watching, waitingFor: waiting?.says ?? null, band: waiting?.unit ? null : waiting?.band ?? null, since: waiting?.since ?? null });
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 50);

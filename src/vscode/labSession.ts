@@ -45,9 +45,10 @@ export class LabSession {
   readonly rules = new Map<string, SessionRule>();
   readonly sysctls = new Map<string, string>();
   readonly done: Promise<ScenarioResult>;
-  /** Seconds from the start after which the run gives up, with the timers it will set. */
+  /** Seconds after its programs have started at which the run gives up, with the timers it will set. */
   readonly deadline: number;
   private readonly startedAt = monotonic();
+  private progressAt = 0;
   private readonly controller = new AbortController();
   private readonly changeListeners = new Set<Listener<LabSession>>();
   private readonly processListeners = new Set<Listener<SessionProcess>>();
@@ -58,7 +59,7 @@ export class LabSession {
     const callbacks = {
       ...rest,
       signal: this.controller.signal,
-      onProgress: (p: Progress) => { this.progress = p; this.changed(); },
+      onProgress: (p: Progress) => { this.progress = p; this.progressAt = monotonic(); this.changed(); },
       onProcess: (proc: LabProgram) => this.addProcess(proc),
       onLive: (live: LiveLab) => { this.live = live; this.changed(); },
       onEvent: (e: TimelineEvent) => { this.labEvent(e); onEvent?.(e); },
@@ -76,8 +77,13 @@ export class LabSession {
     });
   }
 
+  /**
+   * Seconds the run has been watching its programs (the deadline's clock: it starts once the lab
+   * is built and the programs run); before that, seconds since the start, spent setting up.
+   */
   get elapsed(): number {
-    return (this.result?.wallSeconds ?? monotonic() - this.startedAt);
+    if (this.result) return this.result.wallSeconds;
+    return this.progress ? this.progress.elapsed + (monotonic() - this.progressAt) : monotonic() - this.startedAt;
   }
 
   /** Cancels the run; the lab tears down (namespace, rules, processes) and `done` resolves. */
@@ -156,7 +162,8 @@ const secs = (s: number) => `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
  * and the time left until the band's end (or, with no band, until the run gives up).
  */
 export function describeWait(p: Progress | null, deadline: number, elapsed: number): string {
-  const waiting = p?.waitingFor ?? 'the programs';
+  if (!p) return `waiting for the lab to be built and its programs to start: ${secs(elapsed)}`;
+  const waiting = p.waitingFor ?? 'the programs';
   const band = p?.band;
   const since = p?.since;
   if (band && since !== null && since !== undefined && Number.isFinite(band[1])) {

@@ -100,7 +100,8 @@ async function follow(session: LabSession, progress: vscode.Progress<{ message?:
   const cancel = token.onCancellationRequested(() => session.stop());
   let reported = 0;
   const tick = () => {
-    const done = Math.min(99, (session.elapsed / Math.max(1, session.deadline)) * 100);
+    // The deadline's clock starts once the lab is built: no share of the bar before.
+    const done = session.progress ? Math.min(99, (session.elapsed / Math.max(1, session.deadline)) * 100) : 0;
     const message = session.state === 'stopping' ? 'cancelled: tearing the lab down' : describeWait(session.progress, session.deadline, session.elapsed);
     progress.report({ message, increment: Math.max(0, done - reported) });
     reported = Math.max(reported, done);

@@ -155,7 +155,10 @@ export interface Scenario {
   procs: readonly ProcSpec[];
   triggers?: readonly Trigger[];
   expect: readonly Check[];
-  /** Give up after this many seconds from the start (the verdict is then fail). */
+  /**
+   * Give up this many seconds after the programs have started (the verdict is then fail). Building
+   * the lab is not counted: on a loaded machine it takes seconds, and would eat the scenario's time.
+   */
   deadline: number | ((timers: KernelTimers) => number);
   explanation: string;
   defaults: (defaults: KernelTimers) => DefaultFigure;
