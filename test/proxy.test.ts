@@ -38,7 +38,7 @@ const SPEC: Record<string, { outcome: string; seconds: [number, number]; see(ev:
       ...(ev.some((e) => e.source === 'socket' && e.state === 'SYN-SENT' && e.conn?.endsWith(`>${UPSTREAM}`)) ? [] : ['no SYN-SENT socket to the upstream']),
     ],
   },
-  'nginx-send-timeout': { outcome: 'response', seconds: TWO_SECONDS, see: (ev) => gatewayTimeout(ev, 'send') },
+  'nginx-send-timeout': { outcome: 'response', seconds: TWO_SECONDS, see: (ev) => [...gatewayTimeout(ev, 'send'), ...afterTheFault(ev)] },
   'nginx-read-timeout': {
     outcome: 'response',
     seconds: TWO_SECONDS,
@@ -48,7 +48,7 @@ const SPEC: Record<string, { outcome: string; seconds: [number, number]; see(ev:
       const legs = new Set(ev.filter((e) => e.source === 'socket' && e.type === 'new' && e.state === 'ESTAB')
         .map((e) => `${e.at} ${String(e.conn).replace(/:\d+(?=>)|:\d+$/g, (m) => (m === ':7000' || m === ':7001' ? m : ':*'))}`));
       const want = ['client 198.18.0.2:*>198.18.0.1:7001', 'proxy 198.18.0.1:7001>198.18.0.2:*', 'proxy 198.18.1.1:*>198.18.1.2:7000', 'upstream 198.18.1.2:7000>198.18.1.1:*'];
-      return [...gatewayTimeout(ev, 'read'), ...want.filter((w) => !legs.has(w)).map((w) => `no socket ${w}`)];
+      return [...gatewayTimeout(ev, 'read'), ...afterTheFault(ev), ...want.filter((w) => !legs.has(w)).map((w) => `no socket ${w}`)];
     },
   },
   'nginx-upstream-idle-close': {
@@ -85,6 +85,21 @@ function gatewayTimeout(ev: Ev[], op: string): string[] {
   else if (typeof last.took !== 'number' || last.took < TWO_SECONDS[0] || last.took > TWO_SECONDS[1]) problems.push(`curl took ${last.took} s for the 504`);
   if (!ev.some((e) => e.proc === 'nginx' && e.type === 'upstream-timeout' && e.op === op)) problems.push(`nginx logged no upstream timeout while ${op}`);
   return problems;
+}
+
+/**
+ * The second request left only once the drop was in place: curl waited for the lab's word, which
+ * came after the rule was applied. (A fixed sleep lost that race on a loaded machine: the rule
+ * took 0.5 s to apply, and the request went through before it.)
+ */
+function afterTheFault(ev: Ev[]): string[] {
+  const fault = ev.find((e) => e.source === 'lab' && e.type === 'fault');
+  const resumed = ev.find((e) => e.proc === 'curl' && e.type === 'resumed');
+  const second = ev.find((e) => e.proc === 'curl' && e.type === 'request' && e.n === 2);
+  if (!fault || !second) return [`no fault (${!!fault}) or no second request (${!!second})`];
+  if (resumed?.by !== 'lab') return [`curl went on without the lab's word: ${JSON.stringify(resumed ?? null)}`];
+  const inPlace = fault.t + (fault.took as number);
+  return second.t >= inPlace ? [] : [`the second request left ${(inPlace - second.t).toFixed(3)} s before the rule was in place`];
 }
 
 async function runSection(as: 'self' | 'user', mode: string, t: { diagnostic(m: string): void }): Promise<void> {

@@ -12,6 +12,8 @@ failed, `error` with curl's exit code and message (28: the --max-time or the
 Steps (comma-separated, in order):
   get                      GET --url
   sleep:S                  wait S seconds
+  wait:S                   wait until the lab says go (SIGUSR1: the fault this
+                           step waits for is in place), at most S seconds
   upload:BYTES             POST a body of BYTES bytes (Content-Length known)
   slow-upload:RATE[:SECS]  POST a chunked body trickled from a pipe at RATE
                            bytes per second for SECS seconds (default 60),
@@ -45,6 +47,8 @@ lab._DESCRIBE.update({
     "response": lambda e: f"#{e['n']}: HTTP {e['status']} in {e['took']:.3f} s, {e['bytes']} bytes",
     "error": lambda e: f"#{e['n']}: curl exit {e['curl']} ({e['curl_error']}) {e['message']}",
     "sent": lambda e: f"#{e['n']}: {e['bytes']} bytes (total {e['total']})",
+    "resumed": lambda e: (f"the lab said go after {e['waited']:.3f} s" if e["by"] == "lab"
+                          else f"no word from the lab in {e['waited']:.3f} s: going on"),
 })
 
 # curl -v: "* Connected to 198.18.0.1 (198.18.0.1) port 7001 (#0)"
@@ -66,6 +70,8 @@ def parse_steps(text):
                 steps.append(("get",))
             elif name == "sleep" and len(rest) == 1:
                 steps.append(("sleep", lab.seconds(rest[0])))
+            elif name == "wait" and len(rest) == 1:
+                steps.append(("wait", lab.seconds(rest[0])))
             elif name == "upload" and len(rest) == 1:
                 steps.append(("upload", lab.ranged(int, 0, 1 << 34)(rest[0])))
             elif name == "slow-upload" and len(rest) in (1, 2):
@@ -73,15 +79,15 @@ def parse_steps(text):
                 steps.append(("slow-upload", lab.ranged(int, 1, 1 << 30)(rest[0]), secs))
             else:
                 raise argparse.ArgumentTypeError(
-                    "steps are get, sleep:S, upload:BYTES, slow-upload:RATE[:SECS]")
+                    "steps are get, sleep:S, wait:S, upload:BYTES, slow-upload:RATE[:SECS]")
         except argparse.ArgumentTypeError as e:
             raise argparse.ArgumentTypeError(f"{part!r}: {e}") from None
     return steps
 
 
 class Client:
-    def __init__(self, args, ev, curl):
-        self.args, self.ev, self.curl = args, ev, curl
+    def __init__(self, args, ev, curl, go):
+        self.args, self.ev, self.curl, self.go = args, ev, curl, go
         self.n = 0
         self.proc = None
 
@@ -89,6 +95,10 @@ class Client:
         for step in self.args.steps:
             if step[0] == "sleep":
                 time.sleep(step[1])
+            elif step[0] == "wait":
+                start = now()
+                said = self.go.wait(step[1])
+                self.ev.emit("resumed", by="lab" if said else "timeout", waited=round(now() - start, 6))
             elif not self.request(step):
                 return 1
         return 0
@@ -214,7 +224,7 @@ def parse_args(argv):
         epilog="example: %(prog)s --url http://198.18.0.1:7001/ --steps get,sleep:1,upload:4194304")
     p.add_argument("--url", required=True, help="http:// URL of every request")
     p.add_argument("--steps", type=parse_steps, required=True,
-                   help="get, sleep:S, upload:BYTES, slow-upload:RATE[:SECS], comma-separated")
+                   help="get, sleep:S, wait:S, upload:BYTES, slow-upload:RATE[:SECS], comma-separated")
     p.add_argument("--speed-limit", type=lab.ranged(int, 1, 1 << 30), metavar="B",
                    help="curl --speed-limit: abort (exit 28) a transfer slower than B bytes/s "
                         "for --speed-time seconds")
@@ -236,6 +246,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    # Before anything else: a "go" that came early must not end the process.
+    go = lab.GoAhead()
     ev = lab.Emitter(args.name, args.events, args.json)
     ev.emit("start", pid=os.getpid(), argv=sys.argv)
     curl = find_curl(args.curl)
@@ -245,7 +257,7 @@ def main(argv=None):
         ev.emit("error", op="spawn", errno=2, name="ENOENT", message="curl not found")
         ev.finish(1)
     lab.install_stop_handlers()
-    client = Client(args, ev, curl)
+    client = Client(args, ev, curl, go)
     try:
         code = client.run()
     except lab.Stopped as stop:

@@ -257,6 +257,33 @@ def install_stop_handlers():
     # fails with EPIPE instead of killing the process, which is what we report.
 
 
+class GoAhead:
+    """The lab's "go on" for a `wait` step: SIGUSR1, sent once the fault it
+    waits for is in place (a trigger's `resume` action). A signal that comes
+    before the step is kept, so the order of the two does not matter. The
+    handler only writes a byte to a pipe (safe whatever the main thread is
+    doing); the step waits on the pipe."""
+
+    def __init__(self):
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.w, False)
+        signal.signal(signal.SIGUSR1, self._said_go)
+
+    def _said_go(self, _signo, _frame):
+        try:
+            os.write(self.w, b"g")
+        except BlockingIOError:
+            pass  # already said, and not yet used
+
+    def wait(self, secs):
+        """True when the lab said go within secs; one "go" is used up."""
+        ready, _, _ = select.select([self.r], [], [], secs)
+        if not ready:
+            return False
+        os.read(self.r, 1)
+        return True
+
+
 # --------------------------------------------------------------------------
 # argparse value checkers: a bad value makes argparse exit 2 with
 # "argument --flag: <message>".

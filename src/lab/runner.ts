@@ -457,6 +457,11 @@ class ScenarioRun {
         if (!proc) throw new LabError(`no process ${a.kill} to kill`, { field: 'kill', value: a.kill });
         proc.kill(a.signal ?? 'SIGKILL');
         this.mark('killed', { target: a.kill, signal: a.signal ?? 'SIGKILL' }, t);
+      } else if ('resume' in a) {
+        const proc = this.procs.get(a.resume);
+        if (!proc) throw new LabError(`no process ${a.resume} to resume`, { field: 'resume', value: a.resume });
+        proc.kill('SIGUSR1');
+        this.mark('resumed', { target: a.resume }, t);
       } else if ('start' in a) {
         const spec = this.scenario.procs.find((p) => p.name === a.start);
         if (!spec) throw new LabError(`no process ${a.start} to start`, { field: 'start', value: a.start });

@@ -109,8 +109,8 @@ export const proxyScenarios: readonly Scenario[] = [
     summary: `A GET puts an upstream connection in nginx's pool; then the upstream's packets are dropped and curl POSTs 4 MiB. proxy_send_timeout ${T}s.`,
     topology: HOSTS,
     requires,
-    procs: [upstream(), proxy('--send-timeout', String(T), '--upstream-keepalive', '4'), curl(`get,sleep:0.5,upload:${UPLOAD}`)],
-    triggers: [{ on: at.curl('response'), do: [{ apply: fromUpstream }] }],
+    procs: [upstream(), proxy('--send-timeout', String(T), '--upstream-keepalive', '4'), curl(`get,wait:5,upload:${UPLOAD}`)],
+    triggers: [{ on: at.curl('response'), do: [{ apply: fromUpstream }, { resume: 'curl' }] }],
     expect: [
       { match: at.curl('uploaded'), from: on.lab('fault'), says: 'curl sent the whole body to nginx' },
       { match: at.proxy('upstream-timeout', { op: 'send', errno: 'ETIMEDOUT' }), from: at.curl('uploaded'), within: GATEWAY_TIMEOUT, says: 'nginx gave up writing ("upstream timed out ... while sending request to upstream")' },
@@ -135,8 +135,8 @@ export const proxyScenarios: readonly Scenario[] = [
     summary: `A GET pools an upstream connection; then everything the upstream sends is dropped and curl GETs again over the pooled connection. proxy_read_timeout ${T}s.`,
     topology: HOSTS,
     requires,
-    procs: [upstream(), proxy('--read-timeout', String(T), '--upstream-keepalive', '4'), curl('get,sleep:0.5,get')],
-    triggers: [{ on: at.curl('response'), do: [{ apply: fromUpstream }] }],
+    procs: [upstream(), proxy('--read-timeout', String(T), '--upstream-keepalive', '4'), curl('get,wait:5,get')],
+    triggers: [{ on: at.curl('response'), do: [{ apply: fromUpstream }, { resume: 'curl' }] }],
     expect: [
       { match: at.proxy('upstream-timeout', { op: 'read', errno: 'ETIMEDOUT' }), from: at.curl('request', { nth: 2 }), within: GATEWAY_TIMEOUT, says: 'nginx gave up reading ("upstream timed out ... while reading response header from upstream")' },
       { match: status(504), from: at.curl('request', { nth: 2 }), within: GATEWAY_TIMEOUT, primary: true, says: `504 Gateway Time-out after proxy_read_timeout (${T} s)` },

@@ -55,6 +55,8 @@ export type Action =
   | { apply: RuleSpec }
   | { remove: string }
   | { kill: string; signal?: 'SIGKILL' | 'SIGTERM' }
+  /** Tells a program waiting at a `wait` step to go on (SIGUSR1): the fault it waits for is in place. */
+  | { resume: string }
   | { start: string }
   | { sysctl: Readonly<Record<string, SysctlValue>> };
 
