@@ -127,6 +127,17 @@ function checkStream(events: StreamEvent[], mode: string): void {
     if (mine.some((e, i) => i > 0 && e.t < mine[i - 1]!.t)) problems.push(`${id}: events out of time order`);
     problems.push(...checkTransitions(id, mine, expected));
   }
+  // A client sending every 0.2 s is stopped while its fault's rule goes in: nothing it sent
+  // falls between the command's start and the rule in place, so the request after the fault
+  // is the first the rule meets.
+  for (const id of ['reject-reset-established', 'reject-icmp-established', 'drop-with-traffic']) {
+    const mine = events.filter((e) => e.scenario === id);
+    const fault = mine.find((e) => e.source === 'lab' && e.type === 'fault');
+    if (!fault) { problems.push(`${id}: no fault marked`); continue; }
+    const began = fault.t - (fault.took ?? 0);
+    const racing = mine.filter((e) => e.proc === 'client' && e.type === 'sent' && e.t > began && e.t < fault.t);
+    if (racing.length) problems.push(`${id}: the client sent ${racing.length} request(s) while the rule was going in`);
+  }
   assert.deepEqual(problems, [], `${mode}: the stream of sections A and B`);
   const bySource = new Set(events.map((e) => e.source));
   assert.deepEqual([...bySource].sort(), ['app', 'lab', 'packet', 'socket'], 'every source feeds the one stream');

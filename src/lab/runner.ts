@@ -426,7 +426,7 @@ class ScenarioRun {
       const count = this.events.filter((x) => matches(x, m)).length;
       if (count !== (m.nth ?? 1)) continue;
       const go = () => {
-        this.perform(trigger.do).catch((err) => {
+        this.held(trigger.hold, () => this.perform(trigger.do)).catch((err) => {
           this.actionError = err;
           this.wake?.();
         });
@@ -435,6 +435,22 @@ class ScenarioRun {
         const timer = setTimeout(() => { this.timers.delete(timer); go(); }, trigger.delay * 1000);
         this.timers.add(timer);
       } else go();
+    }
+  }
+
+  /**
+   * Runs `fn` with the program `name` stopped (SIGSTOP, then SIGCONT): a program that sends all
+   * the time cannot slip a packet in while a rule goes in, which under load takes a second.
+   */
+  private async held(name: string | undefined, fn: () => Promise<void>): Promise<void> {
+    const proc = name === undefined ? undefined : this.procs.get(name);
+    if (!proc) return fn();
+    this.log.info(`[${this.scenario.id}] ${name} stopped (SIGSTOP) while the trigger runs`);
+    proc.kill('SIGSTOP');
+    try {
+      await fn();
+    } finally {
+      proc.kill('SIGCONT');
     }
   }
 

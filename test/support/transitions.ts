@@ -26,6 +26,8 @@ export interface StreamEvent {
   name?: string;
   of?: string;
   icmp?: string;
+  /** A lab `fault` mark: seconds its command ran before the rule was in place. */
+  took?: number;
 }
 
 const SERVER_PORTS = new Set(['7000', '7001']);

@@ -102,7 +102,7 @@ export const establishedScenarios: readonly Scenario[] = [
     section: 'established',
     summary: 'A request every 0.2 s; then iptables rejects the client\'s packets with tcp-reset.',
     procs: [server('echo'), chatty],
-    triggers: [{ on: afterSecondReply, do: [{ apply: toServer({ action: 'reject', rejectWith: 'tcp-reset' }) }] }],
+    triggers: [{ on: afterSecondReply, hold: 'client', do: [{ apply: toServer({ action: 'reject', rejectWith: 'tcp-reset' }) }] }],
     expect: [
       { match: on.client('sent'), from: on.lab('fault'), says: 'the next request goes out' },
       { match: on.client('error', { errno: 'ECONNRESET' }), within: AT_ONCE, primary: true },
@@ -120,7 +120,7 @@ export const establishedScenarios: readonly Scenario[] = [
     summary: 'A request every 0.2 s; then the client\'s packets are rejected with icmp-host-unreachable. tcp_retries2=3.',
     sysctls: { 'net.ipv4.tcp_retries2': 3 },
     procs: [server('echo'), chatty],
-    triggers: [{ on: afterSecondReply, do: [{ apply: toServer({ action: 'reject', rejectWith: 'icmp-host-unreachable' }) }] }],
+    triggers: [{ on: afterSecondReply, hold: 'client', do: [{ apply: toServer({ action: 'reject', rejectWith: 'icmp-host-unreachable' }) }] }],
     expect: [
       { match: on.client('sent'), from: on.lab('fault'), says: 'the next request goes out' },
       {
@@ -145,7 +145,7 @@ export const establishedScenarios: readonly Scenario[] = [
     summary: 'A request every 0.2 s; then everything from the server is dropped. tcp_retries2=3.',
     sysctls: { 'net.ipv4.tcp_retries2': 3 },
     procs: [server('echo'), chatty],
-    triggers: [{ on: afterSecondReply, do: [{ apply: fromServer(DROP) }] }],
+    triggers: [{ on: afterSecondReply, hold: 'client', do: [{ apply: fromServer(DROP) }] }],
     expect: [
       { match: on.client('sent'), from: on.lab('fault'), says: 'the first request nobody acknowledges' },
       { match: on.client('error', { errno: 'ETIMEDOUT' }), within: (t) => around(dataTimeout(t.retries2).failAt), primary: true },

@@ -65,6 +65,11 @@ export interface Trigger {
   on: Match | 'begin';
   /** Seconds to wait after the event. */
   delay?: number;
+  /**
+   * A program stopped (SIGSTOP) while the actions run and continued after: one that sends every
+   * few hundred ms would otherwise race the rule, which takes up to a second to apply under load.
+   */
+  hold?: string;
   do: readonly Action[];
 }
 
