@@ -134,8 +134,9 @@ function checkStream(events: StreamEvent[], mode: string): void {
     const mine = events.filter((e) => e.scenario === id);
     const fault = mine.find((e) => e.source === 'lab' && e.type === 'fault');
     if (!fault) { problems.push(`${id}: no fault marked`); continue; }
-    const began = fault.t - (fault.took ?? 0);
-    const racing = mine.filter((e) => e.proc === 'client' && e.type === 'sent' && e.t > began && e.t < fault.t);
+    // The mark is when the command began; `took` is how long it ran.
+    const inPlace = fault.t + (fault.took ?? 0);
+    const racing = mine.filter((e) => e.proc === 'client' && e.type === 'sent' && e.t > fault.t && e.t < inPlace);
     if (racing.length) problems.push(`${id}: the client sent ${racing.length} request(s) while the rule was going in`);
   }
   assert.deepEqual(problems, [], `${mode}: the stream of sections A and B`);

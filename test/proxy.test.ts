@@ -98,8 +98,8 @@ function afterTheFault(ev: Ev[]): string[] {
   const second = ev.find((e) => e.proc === 'curl' && e.type === 'request' && e.n === 2);
   if (!fault || !second) return [`no fault (${!!fault}) or no second request (${!!second})`];
   if (resumed?.by !== 'lab') return [`curl went on without the lab's word: ${JSON.stringify(resumed ?? null)}`];
-  // The lab marks a fault when its rule is in place.
-  return second.t >= fault.t ? [] : [`the second request left ${(fault.t - second.t).toFixed(3)} s before the rule was in place`];
+  const inPlace = fault.t + (fault.took as number);
+  return second.t >= inPlace ? [] : [`the second request left ${(inPlace - second.t).toFixed(3)} s before the rule was in place`];
 }
 
 async function runSection(as: 'self' | 'user', mode: string, t: { diagnostic(m: string): void }): Promise<void> {

@@ -462,10 +462,7 @@ class ScenarioRun {
         const rule = parseRule({ ...spec, port: spec.port ?? PORT });
         const applied = await this.rulesFor(host).apply(rule);
         this.applied.set(rule.id, { ...applied, ...(host ? { host } : {}) });
-        // Marked when the rule is in place, not when the command began: under load iptables
-        // takes a second or more, and a check timed "from the fault" means from the rule's effect.
-        const inPlace = monotonic();
-        this.mark('fault', { rule: rule.id, command: describeRule(rule), took: inPlace - t, ...(host ? { host } : {}) }, inPlace);
+        this.mark('fault', { rule: rule.id, command: describeRule(rule), took: monotonic() - t, ...(host ? { host } : {}) }, t);
       } else if ('remove' in a) {
         const applied = this.applied.get(a.remove);
         if (!applied) throw new LabError(`no applied rule ${a.remove} to remove`, { field: 'remove', value: a.remove });

@@ -26,7 +26,7 @@ export interface StreamEvent {
   name?: string;
   of?: string;
   icmp?: string;
-  /** A lab `fault` mark: seconds its command ran before the rule was in place. */
+  /** A lab `fault` mark (at the command's start): seconds the command ran. */
   took?: number;
 }
 
