@@ -163,15 +163,14 @@ const secs = (s: number) => `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
  */
 export function describeWait(p: Progress | null, deadline: number, elapsed: number): string {
   if (!p) return `waiting for the lab to be built and its programs to start: ${secs(elapsed)}`;
+  const { band, since } = p;
   const waiting = p.waitingFor ?? 'the programs';
-  const band = p?.band;
-  const since = p?.since;
-  if (band && since !== null && since !== undefined && Number.isFinite(band[1])) {
+  if (band && since !== null && Number.isFinite(band[1])) {
     const due = band[0] - since;
     return `waiting for ${waiting}: expected ${band[0].toFixed(1)}-${band[1].toFixed(1)} s after its cue, ` +
       `${due > 0 ? `in ${secs(due)}` : `due now (${secs(Math.max(0, band[1] - since))} left)`}`;
   }
-  if (band && since !== null && since !== undefined) {
+  if (band && since !== null) {
     return `waiting for ${waiting}: ${secs(since)} of ${secs(band[0])}`;
   }
   return `waiting for ${waiting}: ${secs(elapsed)} elapsed, gives up in ${secs(Math.max(0, deadline - elapsed))}`;

@@ -50,11 +50,7 @@ export async function runFromView(page: PwPage, id: string, section: string, sta
     const picked = await pick.isVisible();
     if (picked) await page.keyboard.press('Escape');
     else if (!started) return;
-    else {
-      const end = Date.now() + 5_000;
-      while (!started() && Date.now() < end) await page.waitForTimeout(100);
-      if (started()) return;
-    }
+    else if (await waitFor(`the log to say ${id} began`, started, 5_000).then(() => true, () => false)) return;
     if (attempt === 3) throw new Error(`the inline Run action on ${id} ran nothing in 3 clicks (${picked ? 'the scenario pick opened: no element was passed' : 'the extension logged no run'})`);
   }
 }
