@@ -2,6 +2,10 @@
 // word from the lab, S seconds do; either way the sample says which, and keeps running. No
 // network needed: a run of only wait steps sends no request.
 import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -12,8 +16,8 @@ import { ROOT } from './support/lab';
 const CURL_PY = join(ROOT, 'samples', 'python', 'curl.py');
 
 /** Runs curl.py with `steps`; `onStart` gets its pid once it has said `start`. Resolves with its exit code and events. */
-function run(steps: string, onStart: (pid: number) => void = () => undefined): Promise<{ code: number | null; events: AppEvent[] }> {
-  const p = spawn('python3', [CURL_PY, '--url', 'http://127.0.0.1:9/', '--steps', steps, '--json'], { stdio: ['ignore', 'pipe', 'inherit'], env: labEnv() });
+function run(steps: string, onStart: (pid: number) => void = () => undefined, extra: string[] = [], url = 'http://127.0.0.1:9/'): Promise<{ code: number | null; events: AppEvent[] }> {
+  const p = spawn('python3', [CURL_PY, '--url', url, ...extra, '--steps', steps, '--json'], { stdio: ['ignore', 'pipe', 'inherit'], env: labEnv() });
   let out = '';
   let started = false;
   p.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -61,4 +65,32 @@ test('a bad wait step is refused with the steps listed', async () => {
   const code = await new Promise((r) => p.on('close', r));
   assert.equal(code, 2);
   assert.match(err, /'wait': steps are get, sleep:S, wait:S, upload:BYTES/);
+});
+
+test('a request is timed from when curl starts connecting, not from when its process was started', async (t) => {
+  // A curl that takes a second to start, as on a machine busy with other work.
+  const dir = mkdtempSync(join(tmpdir(), 'tcplab-curl-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const slow = join(dir, 'slow-curl');
+  writeFileSync(slow, '#!/bin/sh\nsleep 1\nexec curl "$@"\n');
+  chmodSync(slow, 0o755);
+  const server = createServer((_req, res) => setTimeout(() => res.end('ok'), 300));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const { port } = server.address() as AddressInfo;
+  const { code, events } = await run('get', undefined, ['--curl', slow], `http://127.0.0.1:${port}/`);
+  assert.equal(code, 0);
+  const request = events.find((e) => e.type === 'request')!;
+  const response = events.find((e) => e.type === 'response')!;
+  assert.equal(response.status, 200);
+  const took = response.took as number;
+  assert.ok(took >= 0.29 && took < 1, `curl's own time ${took} s`);
+  const seen = response.t - request.t;
+  assert.ok(seen >= took && seen < took + 0.5, `request to response ${seen.toFixed(3)} s in the events, curl took ${took} s`);
+});
+
+test('a curl that never gets to connect still has its request said, once, before its error', async () => {
+  const { events } = await run('get', undefined, [], 'http://[::1/');
+  assert.deepEqual(events.filter((e) => e.type === 'request' || e.type === 'error').map((e) => e.type), ['request', 'error']);
+  assert.equal(events.find((e) => e.type === 'error')?.curl, 3, 'curl exit 3: a malformed URL');
 });
