@@ -104,7 +104,7 @@ reaches localhost over ::1 is not affected. Each rule is tagged tcp-lab-host:<ow
                  a server elsewhere), FORWARD
 
 exit status: 0 when every verdict passes, 1 when one fails, 2 for bad usage
-(watch -- COMMAND: the command's own exit status; host: 0 done, 1 a firewall command
+(watch -- COMMAND: the command's own exit status, 128+N when signal N ended it; host: 0 done, 1 a firewall command
 failed or no rule matched, 2 refused: bad input, no --yes, a rule that would cut the
 editor's connection, or not root).`;
 

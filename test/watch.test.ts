@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureTestUser, isRoot, runCli } from './support/lab';
+import { ensureTestUser, isRoot, runCli, spawnCli } from './support/lab';
 
 const port = 20_000 + Math.floor(Math.random() * 20_000);
 const program = [
@@ -38,17 +38,31 @@ test('watch --port --json: transitions as JSON lines on the same event model', a
   const other = await runCli(['watch', '--port', String(port + 1), '--for', '1', '--json']);
   assert.equal(other.code, 0, other.stderr);
   assert.equal(other.stdout.trim(), '', 'nothing on an unused port');
-  const [watched, prog] = await Promise.all([
-    runCli(['watch', '--port', String(port), '--for', '3', '--json', '--interval', '50']),
-    new Promise((r) => setTimeout(r, 300)).then(() => runCli(['watch', '--for', '3', '--', 'python3', '-c', program])),
-  ]);
+  // The port is watched until the program is done, then stopped as a user would, with Ctrl-C:
+  // a fixed --for ran out before the program's last close on a loaded machine.
+  const watcher = spawnCli(['watch', '--port', String(port), '--json', '--interval', '50'], 'self');
+  let out = '';
+  let err = '';
+  watcher.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  watcher.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const stopped = new Promise<number | null>((r) => watcher.on('close', r));
+  await new Promise((r) => setTimeout(r, 300));
+  const prog = await runCli(['watch', '--for', '30', '--', 'python3', '-c', program]);
+  await new Promise((r) => setTimeout(r, 300));
+  watcher.kill('SIGINT');
+  const watched = { code: await stopped, stdout: out, stderr: err };
   assert.equal(prog.code, 0, prog.stderr);
-  assert.equal(watched.code, 0, watched.stderr);
+  assert.equal(watched.code, 0, `Ctrl-C ends a watch with status 0: ${watched.stderr}`);
   const events = watched.stdout.trim().split('\n').map((l) => JSON.parse(l) as { source: string; type: string; conn: string; state: string; t: number });
   assert.ok(events.every((e) => e.source === 'socket' && e.conn.includes(`:${port}`)), 'only sockets of that port');
   assert.ok(events.some((e) => e.type === 'new' && e.state === 'LISTEN'));
   assert.ok(events.some((e) => e.type === 'gone'));
   assert.ok(events.every((e, i) => i === 0 || e.t >= events[i - 1]!.t), 'in time order');
+});
+
+test('watch -- COMMAND: a command killed by a signal ends the watch with 128 + its number, as a shell says it', async () => {
+  const run = await runCli(['watch', '--for', '30', '--', 'sh', '-c', 'kill -TERM $$']);
+  assert.equal(run.code, 143, `SIGTERM is 15: ${run.stderr}`);
 });
 
 test('watch refuses bad usage with the field named', async () => {

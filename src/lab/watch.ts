@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { monotonic, sleep } from './clock';
 import { hostExec, labEnv } from './exec';
 import { LabError } from './errors';
@@ -113,7 +114,8 @@ export async function watchSockets(o: WatchOptions): Promise<number> {
         resolve();
       });
       child!.once('exit', (code, signal) => {
-        exitCode = code ?? (signal ? 128 : 1);
+        // As a shell says it: 128 + the signal's number (143 for SIGTERM).
+        exitCode = code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : 1);
         resolve();
       });
     });
