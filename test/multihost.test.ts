@@ -8,6 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureTestUser, isRoot, runCli, runJson, settledLeftovers } from './support/lab';
+import { becameEstablished } from './support/transitions';
 
 type Expect = { errno?: [string, number]; outcome?: string; seconds?: [number, number] };
 const SPEC: Record<string, Expect> = {
@@ -78,7 +79,7 @@ async function runSection(as: 'self' | 'user', mode: string, t: { diagnostic(m: 
   assert.ok(refreshes >= 3, `keepalive probes refreshed the flow ${refreshes} times`);
 
   // Both legs of the relayed connection, each at its own host.
-  const legs = events.filter((e) => e.scenario === 'relay-host-kill' && e.source === 'socket' && e.type === 'new' && e.state === 'ESTAB').map((e) => `${e.at} ${e.conn}`);
+  const legs = events.filter((e) => e.scenario === 'relay-host-kill' && becameEstablished(e)).map((e) => `${e.at} ${e.conn}`);
   const shape = legs.map((l) => l.replace(/:\d{4,5}(?=>|$)/g, (m) => (m === ':7000' || m === ':7001' ? m : ':*')));
   assert.deepEqual(shape.sort(), [
     'client 198.18.0.2:*>198.18.0.1:7001',

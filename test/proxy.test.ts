@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { labEnv } from '../src/lab/exec';
 import { missingTools } from '../src/lab/preflight';
 import { ensureTestUser, isRoot, runJson, settledLeftovers } from './support/lab';
-import type { StreamEvent } from './support/transitions';
+import { becameEstablished, type StreamEvent } from './support/transitions';
 
 type Ev = StreamEvent & Record<string, unknown>;
 
@@ -45,7 +45,7 @@ const SPEC: Record<string, { outcome: string; seconds: [number, number]; see(ev:
     see: (ev) => {
       // Both legs of the proxied request, each seen at both of its hosts: curl's on the front
       // wire, the proxy's on the back one.
-      const legs = new Set(ev.filter((e) => e.source === 'socket' && e.type === 'new' && e.state === 'ESTAB')
+      const legs = new Set(ev.filter(becameEstablished)
         .map((e) => `${e.at} ${String(e.conn).replace(/:\d+(?=>)|:\d+$/g, (m) => (m === ':7000' || m === ':7001' ? m : ':*'))}`));
       const want = ['client 198.18.0.2:*>198.18.0.1:7001', 'proxy 198.18.0.1:7001>198.18.0.2:*', 'proxy 198.18.1.1:*>198.18.1.2:7000', 'upstream 198.18.1.2:7000>198.18.1.1:*'];
       return [...gatewayTimeout(ev, 'read'), ...afterTheFault(ev), ...want.filter((w) => !legs.has(w)).map((w) => `no socket ${w}`)];

@@ -30,6 +30,14 @@ export interface StreamEvent {
   took?: number;
 }
 
+/**
+ * A socket that is established at its host: first seen so, or moved there. A 100 ms poll may
+ * catch a connect in SYN-SENT on a loaded machine, so `new` alone would miss it.
+ */
+export function becameEstablished(e: StreamEvent): boolean {
+  return e.source === 'socket' && (e.type === 'new' || e.type === 'state') && e.state === 'ESTAB';
+}
+
 const SERVER_PORTS = new Set(['7000', '7001']);
 
 function direction(conn = ''): string {
