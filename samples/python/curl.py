@@ -5,8 +5,9 @@ Each request step runs curl once (a new connection each time: curl's own
 keep-alive does not cross processes) with `-w '%{json}'`, and reports:
 `request` as curl starts connecting, `connected` and `uploaded` as curl's
 verbose trace says so (its lines timed as they arrive, so the process start,
-slow on a loaded machine, is not counted in a request's time), then `response` (HTTP status, time_total) or, when curl itself
-failed, `error` with curl's exit code and message (28: the --max-time or the
+slow on a loaded machine, is not counted in a request's time), then
+`response` (HTTP status, time_total) or, when curl itself failed, `error`
+with curl's exit code and message (28: the --max-time or the
 --speed-limit/--speed-time rule ended the transfer; 7: could not connect;
 52: an empty reply; 56: a reset while receiving).
 
