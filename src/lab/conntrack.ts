@@ -1,11 +1,15 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { monotonic } from './clock';
+import { labEnv } from './exec';
 import type { Logger } from './log';
+import { realPython } from './samples';
 import type { TimelineEvent } from './timeline';
 
 /**
  * A middlebox's view of the flows through it: its conntrack table, read from
- * /proc/<pid>/net/nf_conntrack of a process in its namespace (nothing spawned), and turned into
+ * /proc/<pid>/net/nf_conntrack of a process in its namespace (by a small poller on the host, no
+ * privilege needed, nothing entered), and turned into
  * what a person watching `conntrack -L` would notice: a flow appears, changes state, is
  * refreshed by a packet (its timeout jumps back up), is forgotten.
  */
@@ -43,13 +47,39 @@ export function parseConntrack(text: string): Flow[] {
   return flows;
 }
 
+/**
+ * The poller: reads the table every INTERVAL seconds and prints each read, stamped with the
+ * CLOCK_MONOTONIC time it began. In its own process, the stamps stay true when the lab's event
+ * loop is busy with other hosts' captures: timed on arrival, a flow was once reported forgotten
+ * 0.8 s late on a loaded runner. It ends when its stdout is closed (the lab gone).
+ */
+const POLLER = `import sys, time
+path, interval = sys.argv[1], float(sys.argv[2])
+due = time.monotonic()
+while True:
+    t = time.monotonic()
+    try:
+        with open(path) as f:
+            out = "@@poll %.6f\\n%s@@end\\n" % (t, f.read())
+    except OSError as e:
+        out = "@@failed %s\\n" % e
+    try:
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    except OSError:
+        sys.exit(0)
+    due = max(due + interval, time.monotonic())
+    time.sleep(max(0.0, due - time.monotonic()))
+`;
+
 export class ConntrackWatch {
-  private timer: NodeJS.Timeout | undefined;
+  private poller: ChildProcess | undefined;
+  private exited: Promise<void> | undefined;
   private last = new Map<string, Flow>();
   /** Per flow, the poll since which no refresh was seen: its time and the timeout shown then. */
   private readonly base = new Map<string, { t: number; timeout: number }>();
-  private reading: Promise<void> | undefined;
   private failed = false;
+  private stopped = false;
   polls = 0;
 
   constructor(
@@ -61,30 +91,56 @@ export class ConntrackWatch {
       interval: number;
       log: Logger;
       onEvent: (e: TimelineEvent) => void;
+      /** The Python that runs the poller (default: python3 from PATH, behind any shim). */
+      python?: string;
+      /** The table to read; by default the one of `pid`'s network namespace. */
+      file?: string;
     },
   ) {}
 
+  private get file(): string {
+    return this.o.file ?? `/proc/${this.o.pid}/net/nf_conntrack`;
+  }
+
   start(): this {
-    const tick = () => {
-      this.reading = this.poll().finally(() => {
-        this.reading = undefined;
-        if (this.timer !== undefined) this.timer = setTimeout(tick, this.o.interval);
-      });
-    };
-    this.timer = setTimeout(tick, 0);
+    const child = spawn(realPython(this.o.python), ['-c', POLLER, this.file, String(this.o.interval / 1000)], { stdio: ['ignore', 'pipe', 'pipe'], env: labEnv() });
+    this.poller = child;
+    this.exited = new Promise((resolve) => child.once('close', () => resolve()));
+    child.once('error', (e) => this.cannotRead(e.message));
+    let buf = '';
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err = (err + d).slice(-1000); });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      for (;;) {
+        const nl = buf.indexOf('\n');
+        if (nl < 0) return;
+        const head = buf.slice(0, nl);
+        if (head.startsWith('@@failed ')) {
+          buf = buf.slice(nl + 1);
+          this.cannotRead(head.slice(9));
+          continue;
+        }
+        const end = buf.indexOf('@@end\n', nl);
+        if (end < 0) return;
+        const text = buf.slice(nl + 1, end);
+        buf = buf.slice(end + 6);
+        if (!this.stopped) this.consume(text, Number(head.slice(7)));
+      }
+    });
+    child.once('close', (code, signal) => {
+      if (!this.stopped) this.cannotRead(`the poller ended (${signal ?? `exit ${code}`}): ${err.trim()}`);
+    });
     return this;
   }
 
-  private async poll(): Promise<void> {
-    let text: string;
-    try {
-      text = await readFile(`/proc/${this.o.pid}/net/nf_conntrack`, 'utf8');
-    } catch (e) {
-      if (!this.failed) this.o.log.warn(`[conntrack ${this.o.host}] cannot read the table: ${e instanceof Error ? e.message : e}`);
-      this.failed = true;
-      return;
-    }
-    const t = monotonic();
+  private cannotRead(why: string): void {
+    if (!this.failed) this.o.log.warn(`[conntrack ${this.o.host}] cannot read the table: ${why}`);
+    this.failed = true;
+  }
+
+  /** One read of the table, made at `t`. */
+  private consume(text: string, t: number): void {
     this.polls++;
     const now = new Map(parseConntrack(text).map((f) => [f.key, f]));
     const emit = (type: string, f: Flow, extra: Record<string, unknown> = {}) =>
@@ -111,10 +167,16 @@ export class ConntrackWatch {
 
   /** Stops polling; `final` reads the table once more first. */
   async stop(final = false): Promise<void> {
-    const timer = this.timer;
-    this.timer = undefined;
-    clearTimeout(timer);
-    await this.reading;
-    if (final) await this.poll();
+    if (this.stopped) return;
+    this.stopped = true;
+    this.poller?.kill('SIGTERM');
+    await this.exited;
+    if (!final) return;
+    const t = monotonic();
+    try {
+      this.consume(await readFile(this.file, 'utf8'), t);
+    } catch (e) {
+      this.cannotRead(e instanceof Error ? e.message : String(e));
+    }
   }
 }

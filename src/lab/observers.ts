@@ -86,7 +86,7 @@ export class RunObservers {
     }
     for (const box of middleboxes) {
       this.conntracks.push(new ConntrackWatch({
-        host: box.name, pid: box.pid, interval: Math.max(this.options.pollInterval ?? 100, 200), log: this.options.log, onEvent: (e) => this.observe(e),
+        host: box.name, pid: box.pid, python: this.options.python, interval: Math.max(this.options.pollInterval ?? 100, 200), log: this.options.log, onEvent: (e) => this.observe(e),
       }).start());
     }
     const method = this.options.capture ?? 'auto';
