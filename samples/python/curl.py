@@ -3,11 +3,9 @@
 
 Each request step runs curl once (a new connection each time: curl's own
 keep-alive does not cross processes) with `-w '%{json}'`, and reports:
-`request` as curl starts connecting, `connected` and `uploaded` as curl's
-verbose trace says so (its lines timed as they arrive, so the process start,
-slow on a loaded machine, is not counted in a request's time), then
-`response` (HTTP status, time_total) or, when curl itself failed, `error`
-with curl's exit code and message (28: the --max-time or the
+`request` as curl starts, `connected` and `uploaded` as curl's verbose trace
+says so, then `response` (HTTP status, time_total) or, when curl itself
+failed, `error` with curl's exit code and message (28: the --max-time or the
 --speed-limit/--speed-time rule ended the transfer; 7: could not connect;
 52: an empty reply; 56: a reset while receiving).
 
@@ -55,8 +53,6 @@ lab._DESCRIBE.update({
 
 # curl -v: "* Connected to 198.18.0.1 (198.18.0.1) port 7001 (#0)"
 _CONNECTED = re.compile(r"^\* Connected to \S+ \(([^)]*)\) port (\d+)")
-# curl -v: "*   Trying 198.18.0.1:7001...", as it starts to connect.
-_TRYING = re.compile(r"^\*\s+Trying ")
 
 
 def find_curl(given):
@@ -94,8 +90,6 @@ class Client:
         self.args, self.ev, self.curl, self.go = args, ev, curl, go
         self.n = 0
         self.proc = None
-        self.pending = None
-        self.lock = threading.Lock()
 
     def run(self):
         for step in self.args.steps:
@@ -138,11 +132,8 @@ class Client:
             body.seek(0)
         stdin = body if body is not None else (subprocess.PIPE if step[0] == "slow-upload" else subprocess.DEVNULL)
         method = "GET" if step[0] == "get" else "POST"
-        # Said when curl's trace shows it connecting; if it never did, at its exit, timed
-        # as curl was started.
-        started = now()
-        self.pending = dict(n=n, step=step[0], method=method,
-                            **({"bytes": step[1]} if step[0] == "upload" else {}))
+        self.ev.emit("request", n=n, step=step[0], method=method,
+                     **({"bytes": step[1]} if step[0] == "upload" else {}))
         self.proc = subprocess.Popen(self.argv(step), stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         if body is not None:
@@ -160,7 +151,6 @@ class Client:
         t = now()
         done.set()  # the trickle stops at once, not at its next tick
         trace.join(timeout=2)
-        self.say_request(started)
         if writer:
             writer.join(timeout=2)
         try:
@@ -185,20 +175,11 @@ class Client:
                      **({"status": status} if status else {}), **where)
         return False
 
-    def say_request(self, t):
-        """The `request` event, once per curl run."""
-        with self.lock:
-            pending, self.pending = self.pending, None
-        if pending:
-            self.ev.emit("request", t=t, **pending)
-
     def read_trace(self, proc, n):
         """curl -v on stderr: a line per step of the transfer, as it happens."""
         for raw in proc.stderr:
             line = raw.decode(errors="replace").rstrip("\r\n")
             t = now()
-            if _TRYING.match(line):
-                self.say_request(t)
             m = _CONNECTED.match(line)
             if m:
                 self.ev.emit("connected", t=t, n=n, peer=f"{m.group(1)}:{m.group(2)}")
