@@ -130,7 +130,14 @@ export async function startHolder(argv: readonly string[]): Promise<Holder> {
   try {
     await new Promise<void>((resolve, reject) => {
       holder.once('error', (e: NodeJS.ErrnoException) => reject(new HolderExit(null, stderr, e)));
-      holder.once('exit', (code) => reject(new HolderExit(code, stderr)));
+      // 'exit' can come before the last of stderr has been read: wait for its end, briefly (a
+      // stranded --map-auto helper may hold it open). Read too early, a refused namespace said
+      // "no message" and was not recognised as refused.
+      holder.once('exit', (code) => {
+        const said = () => reject(new HolderExit(code, stderr));
+        const bound = setTimeout(said, 300);
+        holder.stderr.once('end', () => { clearTimeout(bound); said(); });
+      });
       holder.stdout.once('data', () => resolve());
       holder.stdin.write('ready\n');
     });
